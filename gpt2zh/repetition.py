@@ -1,0 +1,150 @@
+"""Long-range repetition: detection over the whole text so far, the DRY penalty, and
+the metrics reported with every sample.
+
+A suffix automaton over the generated tokens answers, in amortized O(1) per token,
+"how long is the longest suffix of the text that occurred before?" (the length of
+the state that the last state's suffix link points to). Its transitions also give
+DRY's penalty directly: token t extends an earlier occurrence of the last L tokens
+exactly when the state of that suffix has a transition on t.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+class SuffixAutomaton:
+    """Online suffix automaton over a sequence of hashable symbols (token ids or characters)."""
+
+    __slots__ = ("length", "link", "next", "last", "size")
+
+    def __init__(self, seq=()):
+        self.length = [0]
+        self.link = [-1]
+        self.next: list[dict] = [{}]
+        self.last = 0
+        self.size = 0
+        for s in seq:
+            self.extend(s)
+
+    def extend(self, c) -> int:
+        """Append one symbol; return the length of the longest suffix that occurred earlier."""
+        length, link, nxt = self.length, self.link, self.next
+        cur = len(length)
+        length.append(length[self.last] + 1)
+        link.append(-1)
+        nxt.append({})
+        p = self.last
+        while p != -1 and c not in nxt[p]:
+            nxt[p][c] = cur
+            p = link[p]
+        if p == -1:
+            link[cur] = 0
+        else:
+            q = nxt[p][c]
+            if length[p] + 1 == length[q]:
+                link[cur] = q
+            else:
+                clone = len(length)
+                length.append(length[p] + 1)
+                link.append(link[q])
+                nxt.append(dict(nxt[q]))
+                while p != -1 and nxt[p].get(c) == q:
+                    nxt[p][c] = clone
+                    p = link[p]
+                link[q] = link[cur] = clone
+        self.last = cur
+        self.size += 1
+        return length[link[cur]]
+
+    def repeated_suffix(self) -> int:
+        return self.length[self.link[self.last]] if self.last else 0
+
+    def dry_penalties(self, allowed: int, base: float, multiplier: float, max_len: int = 64) -> dict:
+        """DRY: for every token t that would extend a repeat of length L >= allowed,
+        penalty multiplier * base ** (L - allowed). Walks the suffix-link chain from
+        the longest repeated suffix down to length `allowed`."""
+        out: dict = {}
+        v = self.link[self.last] if self.last else -1
+        while v > 0 and self.length[v] >= allowed:
+            m = min(self.length[v], max_len)
+            for t in self.next[v]:
+                if t not in out:  # the first state seen on the chain has the longest match
+                    out[t] = multiplier * base ** (m - allowed)
+            v = self.link[v]
+        return out
+
+
+def longest_repeated_substring(seq) -> int:
+    """Length of the longest substring occurring at least twice (overlaps allowed)."""
+    sam = SuffixAutomaton()
+    best = 0
+    for c in seq:
+        best = max(best, sam.extend(c))
+    return best
+
+
+def ngram_repetition(text: str, n: int) -> float:
+    """1 - unique/total over character n-grams (0 = no n-gram repeats)."""
+    total = len(text) - n + 1
+    if total <= 0:
+        return 0.0
+    return 1 - len({text[i:i + n] for i in range(total)}) / total
+
+
+def distinct_n(text: str, n: int) -> float:
+    total = len(text) - n + 1
+    if total <= 0:
+        return 1.0
+    return len({text[i:i + n] for i in range(total)}) / total
+
+
+SENTENCE_END = set("。！？!?…\n")
+
+
+@dataclass
+class RepetitionConfig:
+    """What to do about repetition. mode: off | penalize | rollback (rollback also penalizes)."""
+
+    mode: str = "rollback"
+    dry_multiplier: float = 0.8
+    dry_base: float = 1.75
+    dry_allowed: int = 4          # repeats shorter than this are free (names, stock phrases)
+    max_copy: int = 20            # a repeated suffix this long (tokens) fires the detector
+    min_sentence: int = 8         # a recurring sentence at least this long (characters) fires too
+    ngram_window: int = 400       # characters in the sliding window of the n-gram detector
+    ngram_threshold: float = 0.25  # 8-gram repetition rate in the window that fires it
+    max_rollbacks: int = 30       # then stop the sample with status "stopped: repetition"
+
+    def __post_init__(self):
+        if self.mode not in ("off", "penalize", "rollback"):
+            raise ValueError(f"repetition mode must be off, penalize or rollback, got {self.mode!r}")
+        if self.max_copy < 2 or self.dry_allowed < 1:
+            raise ValueError("max_copy must be >= 2 and dry_allowed >= 1")
+
+
+@dataclass
+class RepetitionEvents:
+    fired: int = 0
+    rolled_back: int = 0
+    rolled_back_tokens: int = 0
+    stopped: bool = False
+    reasons: Counter = field(default_factory=Counter)
+
+
+def repetition_report(text: str, events: RepetitionEvents | None = None) -> dict:
+    """The metrics reported with every sample, over characters of the final text."""
+    rep = {
+        "chars": len(text),
+        "rep_4gram": round(ngram_repetition(text, 4), 4),
+        "rep_8gram": round(ngram_repetition(text, 8), 4),
+        "distinct_1": round(distinct_n(text, 1), 4),
+        "distinct_2": round(distinct_n(text, 2), 4),
+        "distinct_4": round(distinct_n(text, 4), 4),
+        "longest_repeat": longest_repeated_substring(text),
+    }
+    if events is not None:
+        rep.update({"detector_fired": events.fired, "rolled_back": events.rolled_back,
+                    "rolled_back_tokens": events.rolled_back_tokens, "stopped": events.stopped,
+                    "fired_by": dict(events.reasons)})
+    return rep

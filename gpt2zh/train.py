@@ -1,0 +1,476 @@
+"""`gpt2zh train`: shards in RAM -> half-stride windows -> GPT2LMHeadModel through
+Accelerate, on a CPU, one GPU, or many (`accelerate launch -m gpt2zh train ...`).
+
+Read top to bottom: setup (data, model, optimizer, resume), then one loop that
+steps, logs sparingly, evaluates, saves, and honours SIGINT/SIGTERM.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import RunConfig
+from .data import BatchLoader, Position, Windows, eval_windows
+from .model import build_model, flops_per_token, lm_loss, load_model, peak_flops, set_generation_defaults
+from .shards import load_tokenizer, load_tokens, read_manifest
+from .vocab import specials_of, tokenizer_hash
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+class TrainingError(Exception):
+    pass
+
+
+@dataclass
+class TrainJob:
+    data: str
+    out: str
+    run: RunConfig
+    resume: bool = False
+    init_from: str | None = None
+    max_minutes: float | None = None   # wall-clock budget; stops with an evaluation and a checkpoint
+    log_with: str | None = None        # an Accelerate tracker, e.g. "tensorboard"
+    progress: bool = True
+    peak_tflops: float | None = None
+
+
+# ----------------------------------------------------------------------------
+# Setup helpers
+
+
+def resolve_precision(requested: str) -> str:
+    """Accelerate's mixed_precision value: bf16 on GPUs that have it, fp32 ('no') on CPU,
+    where bf16 autocast is ~20x slower; fp16 only when asked."""
+    cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
+    if requested == "auto":
+        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
+    if requested == "fp16":
+        warnings.warn("fp16 is known to diverge on this workload (GPT2-Chinese's experience); prefer bf16")
+        return "fp16"
+    if requested == "bf16" and not cuda:
+        warnings.warn("bf16 autocast on this CPU is ~20x slower than fp32")
+    return "bf16" if requested == "bf16" else "no"
+
+
+def token_char_lengths(tok, vocab_size: int) -> np.ndarray:
+    """Characters each token id stands for (0 for special tokens), for per-character perplexity."""
+    special = {t.content for t in tok.get_added_tokens_decoder().values()}
+    lengths = np.zeros(vocab_size, dtype=np.int64)
+    for piece, i in tok.get_vocab().items():
+        if i < vocab_size and piece not in special:
+            lengths[i] = len(piece[2:] if piece.startswith("##") else piece)
+    return lengths
+
+
+def checkpoints(out: Path) -> list[Path]:
+    root = out / "checkpoints"
+    if not root.exists():
+        return []
+    done = [p for p in root.glob("step-*") if (p / "trainer_state.pt").exists()]
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+class StopSignal:
+    """SIGINT/SIGTERM ask the loop to save a checkpoint and exit; a second one aborts."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def make_optimizer(model, tc, fused: bool):
+    # Weight decay on matrices only (nanoGPT): biases and LayerNorm gains stay free.
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = {"fused": True} if fused else {}
+    return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), **kwargs)
+
+
+# ----------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def evaluate(model, rows: np.ndarray, batch: int, accelerator, char_len: torch.Tensor) -> dict:
+    """Token-weighted validation loss over `rows` (each rank takes its share), perplexity,
+    and perplexity per character."""
+    was_training = model.training
+    model.eval()
+    device = accelerator.device
+    mine = rows[accelerator.process_index::accelerator.num_processes]
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # nll, tokens, characters
+    with accelerator.autocast():
+        for i in range(0, len(mine), batch):
+            w = torch.from_numpy(mine[i:i + batch]).to(device)
+            x, y = w[:, :-1], w[:, 1:]
+            valid = y >= 0
+            sums[0] += lm_loss(model, x, y, reduction="sum").double()
+            sums[1] += valid.sum()
+            sums[2] += char_len[y.clamp(min=0)][valid].sum()
+    sums = accelerator.reduce(sums, reduction="sum")
+    model.train(was_training)
+    nll, n, chars = sums.tolist()
+    loss = nll / max(n, 1)
+    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50)),
+            "val_ppl_char": math.exp(min(nll / max(chars, 1), 50)), "val_tokens": int(n), "val_chars": int(chars)}
+
+
+# ----------------------------------------------------------------------------
+# Checkpoints: Hugging Face model directory + trainer state, written atomically
+
+
+def _write_model_dir(path: Path, raw_model, data_dir: Path, info: dict) -> None:
+    raw_model.save_pretrained(path, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy2(data_dir / name, path / name)
+    (path / "gpt2zh.json").write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
+
+
+def save_checkpoint(accelerator, raw_model, optimizer, out: Path, data_dir: Path, step: int,
+                    pos: Position, info: dict, keep_last: int) -> Path:
+    root = out / "checkpoints"
+    final = root / f"step-{step:08d}"
+    tmp = root / f".tmp-step-{step:08d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    torch.save(rng_state(), tmp / f"rng_rank{accelerator.process_index}.pt")
+    if accelerator.is_main_process:
+        _write_model_dir(tmp, raw_model, data_dir, info)
+        torch.save({"optimizer": optimizer.state_dict(), "step": step, "epoch": pos.epoch, "batch": pos.batch,
+                    "best_val_loss": info.get("best_val_loss"), "world_size": accelerator.num_processes},
+                   tmp / "trainer_state.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _replace_dir(tmp, final)
+        for old in checkpoints(out)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def save_best(accelerator, raw_model, out: Path, data_dir: Path, info: dict) -> None:
+    if accelerator.is_main_process:
+        tmp = out / ".tmp-best"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        _write_model_dir(tmp, raw_model, data_dir, info)
+        _replace_dir(tmp, out / "best")
+
+
+# ----------------------------------------------------------------------------
+# Logging: a JSON-lines log, a livelossplot PNG, optional Accelerate trackers
+
+
+class RunLog:
+    def __init__(self, out: Path, enabled: bool, accelerator, log_with: str | None, run: RunConfig):
+        self.enabled = enabled
+        self.path = out / "log.jsonl"
+        self.accelerator, self.log_with = accelerator, log_with
+        self.plot = None
+        self.last_train_loss = None
+        if enabled:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            from livelossplot import PlotLosses
+            from livelossplot.outputs import MatplotlibPlot
+
+            def label(ax, group, x_label):
+                ax.set_xlabel("optimizer step")
+                ax.set_ylabel("loss (nats per token)")
+                ax.legend(loc="upper right")
+
+            plot = MatplotlibPlot(figpath=str(out / "loss.png"), max_cols=1, skip_first=0, after_subplot=label,
+                                  figsize=(8, 5))
+            self.plot = PlotLosses(outputs=[plot], mode="script")
+        if log_with:
+            flat = {f"{k}.{kk}": vv for k, v in run.to_dict().items() if isinstance(v, dict) for kk, vv in v.items()}
+            accelerator.init_trackers("gpt2zh", config={k: v for k, v in flat.items() if v is not None})
+
+    def write(self, record: dict) -> None:
+        if self.log_with:
+            self.accelerator.log({k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))},
+                                 step=record["step"])
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if "loss" in record:
+            self.last_train_loss = record["loss"]
+        if "val_loss" in record and self.plot is not None and self.last_train_loss is not None:
+            import contextlib
+            import io
+
+            self.plot.update({"loss": self.last_train_loss, "val_loss": record["val_loss"]},
+                             current_step=record["step"])
+            with contextlib.redirect_stdout(io.StringIO()):  # livelossplot prints a table; the bar says it
+                self.plot.send()
+
+
+# ----------------------------------------------------------------------------
+
+
+def _model_for_job(job: TrainJob, resume_dir: Path | None, tok, manifest: dict):
+    """(model, n_ctx): from a checkpoint, from --init-from, or new from the config."""
+    sp = specials_of(tok)
+    eos, pad = tok.token_to_id(sp.eos), tok.token_to_id(sp.pad)
+    mc = job.run.model
+    if resume_dir is not None:
+        model = load_model(resume_dir)
+    elif job.init_from:
+        from .vocab import resolve_vocab
+
+        init_tok = resolve_vocab(job.init_from, [])
+        if tokenizer_hash(init_tok) != manifest["tokenizer_sha256"]:
+            raise TrainingError(f"--init-from {job.init_from}: its tokenizer differs from the shards'; "
+                                f"prepare the shards with `gpt2zh prepare ... --vocab {job.init_from}`")
+        model = load_model(job.init_from)
+        model.config.resid_pdrop = model.config.embd_pdrop = model.config.attn_pdrop = mc.dropout
+        set_generation_defaults(model, eos, pad)
+    else:
+        torch.manual_seed(job.run.train.seed)
+        model = build_model(mc, manifest["vocab_size"], eos, pad)
+    n_ctx = min(mc.n_ctx, model.config.n_positions)
+    if manifest["vocab_size"] > model.config.vocab_size:
+        raise TrainingError(f"the shards' vocabulary ({manifest['vocab_size']}) is larger than the model's "
+                            f"({model.config.vocab_size})")
+    return model, n_ctx
+
+
+def train(job: TrainJob) -> dict:
+    from accelerate import Accelerator
+    from tqdm import tqdm
+
+    tc = job.run.train
+    out, data_dir = Path(job.out), Path(job.data)
+    mixed = resolve_precision(tc.precision)
+    accelerator = Accelerator(mixed_precision=mixed, log_with=job.log_with, project_dir=str(out))
+    main = accelerator.is_main_process
+    rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    # -- data
+    manifest = read_manifest(data_dir)
+    tokens = load_tokens(data_dir, "train", manifest=manifest)  # stops here, naming a corrupted shard
+    val_tokens = load_tokens(data_dir, "val", manifest=manifest)
+    tok = load_tokenizer(data_dir, manifest)
+
+    # -- model, from a checkpoint when resuming
+    resume_dir = checkpoints(out)[-1] if job.resume and checkpoints(out) else None
+    if job.resume and resume_dir is None and main:
+        print(f"no complete checkpoint in {out}/checkpoints; starting from scratch", file=sys.stderr)
+    model, n_ctx = _model_for_job(job, resume_dir, tok, manifest)
+    if int(tokens.max(initial=0)) >= model.config.vocab_size:
+        raise TrainingError("a token id in the shards is outside the model's vocabulary")
+    windows = Windows(tokens, n_ctx, tc.stride)
+    if tc.batch_size % (world * tc.grad_accum):
+        raise TrainingError(f"batch_size {tc.batch_size} must be divisible by processes ({world}) x grad_accum "
+                            f"({tc.grad_accum})")
+    loader = BatchLoader(windows, tc.batch_size, tc.seed, rank, world, pin=device.type == "cuda",
+                         prefetch=tc.prefetch)
+    max_steps = tc.max_steps if tc.max_steps is not None else math.ceil((tc.epochs or 1) * loader.batches_per_epoch)
+    val_rows = eval_windows(val_tokens, n_ctx, tc.eval_max_tokens)
+    char_len = torch.from_numpy(token_char_lengths(tok, model.config.vocab_size)).to(device)
+
+    raw_model = model.to(device)
+    raw_model.train()
+    optimizer = make_optimizer(raw_model, tc, fused=device.type == "cuda")
+    use_compile = tc.compile == "on" or (tc.compile == "auto" and device.type == "cuda")
+    model = torch.compile(raw_model) if use_compile else raw_model
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    # -- resume: optimizer, position, RNG
+    step, pos, best = 0, Position(), None
+    if resume_dir is not None:
+        state = torch.load(resume_dir / "trainer_state.pt", map_location=device, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        step, pos, best = state["step"], Position(state["epoch"], state["batch"]), state.get("best_val_loss")
+        rng_file = resume_dir / f"rng_rank{rank}.pt"
+        if rng_file.exists() and state.get("world_size") == world:
+            set_rng_state(torch.load(rng_file, weights_only=False))
+        else:
+            torch.manual_seed(tc.seed + rank + step)
+        if main:
+            print(f"resuming from {resume_dir} (step {step}, epoch {pos.epoch}, batch {pos.batch})", file=sys.stderr)
+    else:
+        torch.manual_seed(tc.seed + rank)  # dropout differs per rank, repeatably
+
+    if main:
+        (out / "run_config.json").write_text(json.dumps(job.run.to_dict(), indent=1), encoding="utf-8")
+    log = RunLog(out, main, accelerator, job.log_with, job.run)
+    info = {"config": job.run.to_dict(), "n_ctx": n_ctx, "data": str(data_dir),
+            "tokenizer_sha256": manifest["tokenizer_sha256"]}
+    local_micro = tc.batch_size // world // tc.grad_accum
+    tokens_per_step = tc.batch_size * n_ctx
+    fpt = flops_per_token(raw_model, n_ctx)
+    peak = job.peak_tflops * 1e12 if job.peak_tflops else peak_flops(device)
+    if main:
+        n_params = sum(p.numel() for p in raw_model.parameters())
+        print(f"model {n_params / 1e6:.2f} M parameters, n_ctx {n_ctx}, {len(windows):,} windows "
+              f"(stride {windows.stride}), {loader.batches_per_epoch:,} steps/epoch, {world} process(es) on "
+              f"{device.type}, precision {mixed if mixed != 'no' else 'fp32'}, compile {use_compile}",
+              file=sys.stderr)
+
+    stop = StopSignal()
+    status = "finished"
+    t_start = time.time()
+    bar = tqdm(total=max_steps, initial=step, desc="train", disable=not (main and job.progress), dynamic_ncols=True)
+    it = loader.iterate(pos)
+    loss_sum = torch.zeros((), device=device)
+    bad = torch.zeros((), dtype=torch.bool, device=device)
+    window_start, window_steps, wait = time.perf_counter(), 0, 0.0
+    total_wait, total_time, timed_steps = 0.0, 0.0, 0
+    last_saved = None
+    results: dict = {}
+    try:
+        while step < max_steps:
+            t0 = time.perf_counter()
+            p, batch = next(it)
+            wait_step = time.perf_counter() - t0
+            batch = batch.to(device, non_blocking=True)
+            if tc.warmup_steps and step < tc.warmup_steps:
+                for g in optimizer.param_groups:
+                    g["lr"] = tc.lr * (step + 1) / tc.warmup_steps
+            for m in range(tc.grad_accum):
+                xb = batch[m * local_micro:(m + 1) * local_micro]
+                sync = accelerator.no_sync(model) if m < tc.grad_accum - 1 else nullcontext()
+                with sync:
+                    loss = lm_loss(model, xb[:, :-1], xb[:, 1:]) / tc.grad_accum
+                    accelerator.backward(loss)
+                loss_sum += loss.detach()
+            bad |= ~torch.isfinite(loss_sum)
+            if tc.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            pos = Position(p.epoch, p.batch + 1) if p.batch + 1 < loader.batches_per_epoch else Position(p.epoch + 1, 0)
+            window_steps += 1
+            wait += wait_step
+            bar.update()
+
+            at_log = step % tc.log_interval == 0 or step == max_steps
+            over_time = job.max_minutes is not None and time.time() - t_start > job.max_minutes * 60
+            if world == 1:
+                stop_now = stop.requested or over_time
+            elif at_log:  # agree across ranks, or one would wait forever in a collective
+                flag = torch.tensor([float(stop.requested or over_time)], device=device)
+                stop_now = accelerator.reduce(flag, "sum").item() > 0
+            else:
+                stop_now = False
+            if at_log or stop_now:
+                mean_loss = accelerator.reduce(loss_sum.reshape(1), "mean").item() / window_steps
+                diverged = accelerator.reduce(bad.float().reshape(1), "sum").item() > 0
+                if diverged or not math.isfinite(mean_loss):
+                    status = "diverged"
+                    raise TrainingError(
+                        f"loss is {mean_loss} at step {step}: training diverged and was stopped. "
+                        f"Last good checkpoint: {last_saved or (checkpoints(out)[-1] if checkpoints(out) else 'none')}. "
+                        "Try a lower lr, a warm-up (warmup_steps=...), or fp32.")
+                elapsed = time.perf_counter() - window_start
+                tps = window_steps * tokens_per_step / elapsed
+                mfu = tps * fpt / peak if peak else None
+                total_wait += wait
+                total_time += elapsed
+                timed_steps += window_steps
+                rec = {"step": step, "loss": round(mean_loss, 6), "lr": optimizer.param_groups[0]["lr"],
+                       "tokens_per_s": round(tps, 1), "data_wait": round(wait / elapsed, 4)}
+                if mfu is not None:
+                    rec["mfu"] = round(mfu, 4)
+                log.write(rec)
+                bar.set_postfix_str(f"loss {mean_loss:.3f} | {tps / 1e3:.1f}k tok/s"
+                                    + (f" | MFU {mfu:.2f}" if mfu is not None else ""))
+                loss_sum.zero_()
+                window_start, window_steps, wait = time.perf_counter(), 0, 0.0
+
+            if len(val_rows) and (step % tc.eval_interval == 0 or step == max_steps or stop_now):
+                ev = evaluate(model, val_rows, max(1, local_micro), accelerator, char_len)
+                log.write({"step": step, **ev})
+                results.update(ev)
+                if best is None or ev["val_loss"] < best:
+                    best = ev["val_loss"]
+                    save_best(accelerator, raw_model, out, data_dir, {**info, "step": step, **ev})
+                bar.write(f"step {step}: val loss {ev['val_loss']:.4f}, ppl {ev['val_ppl']:.2f}, "
+                          f"ppl/char {ev['val_ppl_char']:.2f}" + (" (best)" if best == ev["val_loss"] else ""))
+            if step % tc.save_steps == 0 or step == max_steps or stop_now:
+                last_saved = save_checkpoint(accelerator, raw_model, optimizer, out, data_dir, step, pos,
+                                             {**info, "step": step, "best_val_loss": best, **results}, tc.keep_last)
+            if stop_now:
+                status = "time budget reached" if over_time and not stop.requested else "interrupted"
+                break
+    finally:
+        bar.close()
+        stop.restore()
+        if job.log_with:
+            accelerator.end_training()
+
+    results.update({"status": status, "steps": step, "best_val_loss": best,
+                    "best_val_ppl": math.exp(best) if best is not None else None,
+                    "tokens_per_s": timed_steps * tokens_per_step / total_time if total_time else None,
+                    "data_wait_share": total_wait / total_time if total_time else None,
+                    "seconds": time.time() - t_start, "checkpoint": str(last_saved) if last_saved else None})
+    if device.type == "cuda":
+        results["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
+    if main:
+        (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+        msg = f"{status} at step {step}; checkpoint {last_saved}"
+        if best is not None:
+            msg += f"; best val ppl {math.exp(best):.2f} (saved in {out / 'best'})"
+        if status == "interrupted":
+            msg += f"; continue with --resume"
+        print(msg, file=sys.stderr)
+    return results

@@ -1,0 +1,188 @@
+"""`gpt2zh prepare` end to end: shards, manifest, vocabularies, migration, bad input."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from gpt2zh.cli import main
+from gpt2zh.corpus import CleanOptions, load_corpus, split_document
+from gpt2zh.shards import ShardError, _sha256, import_gpt2_chinese, load_tokenizer, load_tokens, read_manifest
+from gpt2zh.vocab import load_tokenizer_json, load_vocab_txt, resolve_vocab, GB2312_TOKENIZER
+
+
+def expected_train_text(inputs, val_fraction=0.1, eos="<|endoftext|>"):
+    parts = []
+    for _, docs in load_corpus(inputs, CleanOptions()):
+        for d in docs:
+            parts.append(split_document(d.text, val_fraction)[0] + eos)
+    return "".join(parts)
+
+
+def test_novels_round_trip_through_100_shards(novel_shards, corpora):
+    m = read_manifest(novel_shards)
+    assert len(m["shards"]) == 100 and m["dtype"] == "uint16" and m["val"]["tokens"] > 0
+    assert m["cleaning"]["balanced"]
+    total = m["cleaning"]["total"]
+    assert total["input_chars"] == total["kept_chars"] + sum(total["dropped"].values())
+    assert total["input_chars"] == sum(f["input_chars"] for f in m["cleaning"]["files"])
+    tokens = load_tokens(novel_shards)
+    assert len(tokens) == m["train_tokens"] == sum(s["tokens"] for s in m["shards"])
+    tok = load_tokenizer(novel_shards)
+    decoded = tok.decode(tokens.tolist(), skip_special_tokens=False)
+    assert decoded == expected_train_text([corpora])  # exactly the cleaned training text
+    assert m["cleaning"]["tokens"]["unknown"] > 0  # val-only characters are unknown: counted, not hidden
+    report = json.loads((novel_shards / "report.json").read_text(encoding="utf-8"))
+    assert report["tokens"]["unknown_rate"] < 0.001
+
+
+def test_shards_load_in_transformers(novel_shards):
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(novel_shards))
+    text = "话说天下大势，分久必合，合久必分。\n第一回"
+    ours = load_tokenizer(novel_shards).encode(text, add_special_tokens=False).ids
+    assert hf(text, add_special_tokens=False)["input_ids"] == ours
+    assert hf.decode(ours) == text and hf.eos_token == "<|endoftext|>"
+
+
+def test_gb2312_vocabulary_is_built_in():
+    tok = load_tokenizer_json(GB2312_TOKENIZER)
+    vocab = tok.get_vocab()
+    hanzi = [t for t in vocab if len(t) == 1 and "\u4e00" <= t <= "\u9fff"]
+    assert len(hanzi) == 6763
+    for ch in "，。！？：；“”、《》（）0aZ\n ":
+        assert ch in vocab, ch
+    assert vocab["啊"] == load_tokenizer_json(GB2312_TOKENIZER).get_vocab()["啊"]  # fixed ids
+
+
+def test_word_vocabulary_falls_back_to_characters(corpora):
+    docs = [d.text for _, ds in load_corpus([corpora / "xiyouji.gbk.txt"]) for d in ds]
+    train = [split_document(d, 0.1)[0] for d in docs]
+    tok = resolve_vocab("words", train)
+    vocab = tok.get_vocab()
+    assert "行者" in vocab and "师父" in vocab
+    ids = tok.encode(train[0][:5000], add_special_tokens=False).ids
+    assert tok.token_to_id("<unk>") not in ids
+    assert len(ids) < 0.9 * 5000  # words, not characters (jieba itself: ~0.78 on this classical text)
+    assert tok.decode(ids, skip_special_tokens=False) == train[0][:5000]
+
+
+def test_vocab_txt_like_gpt2_chinese(tmp_path):
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "，", "。"] + list("话说天下大势分久必合")
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tok = load_vocab_txt(tmp_path / "vocab.txt")
+    ids = tok.encode("话说天下大势，\n分久必合。", add_special_tokens=False).ids
+    assert ids[:3] == [7, 8, 9] and ids[7] == 3  # the line break sits at [SEP]'s id
+    assert tok.decode(ids, skip_special_tokens=False) == "话说天下大势，\n分久必合。"
+
+
+def test_import_gpt2_chinese_shards(tmp_path, corpora):
+    text = (corpora / "shuihuzhuan.txt").read_text(encoding="utf-8")[:20000].replace("\r\n", "\n")
+    chars = sorted(set(text) - {"\n"})
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars),
+                                        encoding="utf-8")
+    tok = load_vocab_txt(tmp_path / "vocab.txt")
+    ids = tok.encode(text, add_special_tokens=False).ids
+    src = tmp_path / "tokenized"
+    src.mkdir()
+    for i, part in enumerate(np.array_split(np.array(ids), 3)):  # GPT2-Chinese's format: ids as text
+        (src / f"tokenized_train_{i}.txt").write_text(" ".join(map(str, part.tolist())), encoding="utf-8")
+    m = import_gpt2_chinese(src, tmp_path / "vocab.txt", tmp_path / "out")
+    assert len(m["shards"]) == 3
+    assert load_tokens(tmp_path / "out").tolist() == ids
+    assert load_tokenizer(tmp_path / "out").decode(ids, skip_special_tokens=False) == text
+
+
+def test_corrupted_shard_is_named(novel_shards, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(novel_shards, copy)
+    shard = copy / "train_042.bin"
+    data = bytearray(shard.read_bytes())
+    data[10] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ShardError, match="train_042.bin"):
+        load_tokens(copy)
+    shard.write_bytes(bytes(data[:-2]))
+    with pytest.raises(ShardError, match="train_042.bin.*bytes"):
+        load_tokens(copy)
+
+
+# ----------------------------------------------------------------------------
+# Bad input through the CLI: a clear message, a non-zero exit, no traceback, nothing half-written
+
+
+def run_cli(capsys, *args):
+    code = main(["prepare", "--quiet", *map(str, args)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def test_bad_inputs_get_clear_errors(tmp_path, capsys, corpora):
+    empty_dir = tmp_path / "empty_dir"
+    empty_dir.mkdir()
+    code, err = run_cli(capsys, empty_dir, "--out", tmp_path / "o1")
+    assert code == 1 and "no .txt" in err
+
+    (tmp_path / "empty.txt").write_bytes(b"")
+    code, err = run_cli(capsys, tmp_path / "empty.txt", "--out", tmp_path / "o2")
+    assert code == 1 and "empty file" in err
+
+    (tmp_path / "cover.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    code, err = run_cli(capsys, tmp_path / "cover.txt", "--out", tmp_path / "o3")
+    assert code == 1 and "binary" in err and "cover.txt" in err
+
+    (tmp_path / "english.txt").write_text("No Chinese here at all.\nJust English.\n", encoding="utf-8")
+    code, err = run_cli(capsys, tmp_path / "english.txt", "--out", tmp_path / "o4")
+    assert code == 1 and "no Chinese text" in err
+
+    (tmp_path / "a_file").write_text("x")
+    code, err = run_cli(capsys, corpora / "xiyouji.gbk.txt", "--out", tmp_path / "a_file" / "sub")
+    assert code == 1 and "a_file" in err
+    for o in ("o1", "o2", "o3", "o4"):
+        assert not (tmp_path / o).exists()
+    assert not list(tmp_path.glob(".o*.tmp-*"))  # no half-written shard set left behind
+
+
+def test_existing_shards_need_overwrite(tmp_path, capsys, corpora):
+    src = corpora / "sanguoyanyi.gbk.txt"
+    out = tmp_path / "out"
+    assert run_cli(capsys, src, "--out", out, "--num-shards", 5)[0] == 0
+    before = (out / "manifest.json").read_text()
+    code, err = run_cli(capsys, src, "--out", out)
+    assert code == 1 and "--overwrite" in err
+    assert (out / "manifest.json").read_text() == before
+    assert run_cli(capsys, src, "--out", out, "--num-shards", 7, "--overwrite")[0] == 0
+    assert len(read_manifest(out)["shards"]) == 7
+
+
+def test_mixed_encodings_in_one_directory(tmp_path, capsys, corpora):
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(corpora / "xiyouji.gbk.txt", mixed / "a.txt")
+    shutil.copy(corpora / "shuihuzhuan.txt", mixed / "b.txt")
+    code, _ = run_cli(capsys, mixed, "--out", tmp_path / "out", "--num-shards", 4)
+    assert code == 0
+    m = read_manifest(tmp_path / "out")
+    assert [s["encoding"] for s in m["sources"]] == ["gb18030", "utf-8"]
+    text = load_tokenizer(tmp_path / "out").decode(load_tokens(tmp_path / "out").tolist())
+    assert "美猴王" in text and "宋江" in text
+
+
+def test_50mb_file_without_line_breaks(tmp_path, capsys, corpora):
+    chunk = re.sub(r"\s+", "", (corpora / "shuihuzhuan.txt").read_text(encoding="utf-8"))
+    data = (chunk * (50_000_000 // len(chunk.encode("utf-8")) + 1)).encode("utf-8")[:50_000_000]
+    data = data[: len(data.decode("utf-8", errors="ignore").encode("utf-8"))]
+    (tmp_path / "big.txt").write_bytes(data)
+    del data
+    code, err = run_cli(capsys, tmp_path / "big.txt", "--out", tmp_path / "out", "--num-shards", 10)
+    assert code == 0, err
+    m = read_manifest(tmp_path / "out")
+    assert m["train_tokens"] + m["val"]["tokens"] > 15_000_000
+    assert m["cleaning"]["balanced"]
+    assert all(s["sha256"] == _sha256(np.fromfile(tmp_path / "out" / s["file"], dtype=np.uint16))
+               for s in m["shards"][:2])

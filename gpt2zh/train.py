@@ -458,7 +458,7 @@ def train(job: TrainJob) -> dict:
         if job.log_with:
             accelerator.end_training()
 
-    results.update({"status": status, "steps": step, "best_val_loss": best,
+    results.update({"status": status, "steps": step, "world_size": world, "best_val_loss": best,
                     "best_val_ppl": math.exp(best) if best is not None else None,
                     "tokens_per_s": timed_steps * tokens_per_step / total_time if total_time else None,
                     "data_wait_share": total_wait / total_time if total_time else None,

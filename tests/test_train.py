@@ -1,0 +1,190 @@
+"""Training on real shards with tiny shapes: learning, exact resume, two processes,
+corruption, kills, signals, divergence, and loading the result with transformers."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY
+from gpt2zh.config import RunConfig
+from gpt2zh.shards import ShardError
+from gpt2zh.train import TrainingError, TrainJob, checkpoints, train
+
+
+def tiny(*extra) -> RunConfig:
+    return RunConfig.from_name("tiny").override(TINY + list(extra))
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    out = {}
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if "loss" in rec:
+            out[rec["step"]] = rec["loss"]
+    return out
+
+
+def test_loss_falls(tiny_run):
+    ls = losses(tiny_run)
+    first = sum(ls[s] for s in range(1, 6)) / 5
+    last = sum(ls[s] for s in range(56, 61)) / 5
+    assert last < first - 1.0, (first, last)
+    res = json.loads((tiny_run / "results.json").read_text())
+    assert res["status"] == "finished" and res["steps"] == 60 and res["val_ppl"] < 2000
+    assert (tiny_run / "loss.png").stat().st_size > 1000
+    assert [c.name for c in checkpoints(tiny_run)] == ["step-00000030", "step-00000060"]
+    assert (tiny_run / "best" / "model.safetensors").exists()
+
+
+def test_resume_gives_the_same_losses(novel_shards, tmp_path):
+    # dropout on, so that restoring the RNG state matters too
+    cfg = tiny("dropout=0.1", "save_steps=10", "eval_interval=10")
+    train(TrainJob(str(novel_shards), str(tmp_path / "straight"), cfg.override(["max_steps=20"]), progress=False))
+    train(TrainJob(str(novel_shards), str(tmp_path / "split"), cfg.override(["max_steps=10"]), progress=False))
+    train(TrainJob(str(novel_shards), str(tmp_path / "split"), cfg.override(["max_steps=20"]), resume=True,
+                   progress=False))
+    a, b = losses(tmp_path / "straight"), losses(tmp_path / "split")
+    assert sorted(a) == sorted(b) == list(range(1, 21))
+    for step in a:
+        assert abs(a[step] - b[step]) < 1e-5, (step, a[step], b[step])
+
+
+def _accelerate(args, env_extra=None, timeout=600):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "gpt2zh", "train", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_two_processes_train_as_one_job(novel_shards, tmp_path):
+    common = ["--data", str(novel_shards), "--config", "tiny", "--max-steps", "8", "--quiet",
+              *[f"--set={o}" for o in TINY], "--set=eval_interval=4", "--set=save_steps=4"]
+    proc = _accelerate(common + ["--out", str(tmp_path / "ddp")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "ddp" / "results.json").read_text())
+    assert res["world_size"] == 2
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, "-m", "gpt2zh", "train", *common, "--out", str(tmp_path / "one")],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    a, b = losses(tmp_path / "ddp"), losses(tmp_path / "one")
+    assert sorted(a) == sorted(b) == list(range(1, 9))
+    for step in a:  # same global batch, split over two ranks: the same job
+        assert abs(a[step] - b[step]) < 1e-4, (step, a[step], b[step])
+    assert json.loads((tmp_path / "one" / "results.json").read_text())["world_size"] == 1
+
+
+def test_corrupted_shard_stops_before_training(novel_shards, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(novel_shards, data)
+    p = data / "train_013.bin"
+    b = bytearray(p.read_bytes())
+    b[0] ^= 1
+    p.write_bytes(bytes(b))
+    with pytest.raises(ShardError, match="train_013.bin"):
+        train(TrainJob(str(data), str(tmp_path / "run"), tiny("max_steps=2"), progress=False))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def _start_training(novel_shards, out: Path, steps: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "gpt2zh", "train", "--data", str(novel_shards), "--out", str(out),
+           "--max-steps", str(steps), "--save-steps", "5", "--quiet", *[f"--set={o}" for o in TINY],
+           "--set=eval_interval=1000"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoint(out: Path, proc: subprocess.Popen, timeout=120):
+    t0 = time.time()
+    while not checkpoints(out):
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.time() - t0 < timeout
+        time.sleep(0.2)
+
+
+def test_killed_run_resumes_from_last_complete_checkpoint(novel_shards, tmp_path):
+    out = tmp_path / "run"
+    proc = _start_training(novel_shards, out, 100_000)
+    _wait_for_checkpoint(out, proc)
+    time.sleep(1.0)
+    proc.kill()  # no chance to clean up
+    proc.wait()
+    last = checkpoints(out)[-1]
+    step = int(last.name.split("-")[1])
+    res = train(TrainJob(str(novel_shards), str(out), tiny(f"max_steps={step + 3}", "eval_interval=1000"),
+                         resume=True, progress=False))
+    assert res["steps"] == step + 3
+    logged = [s for s in losses(out)]
+    assert logged[-3:] == [step + 1, step + 2, step + 3]
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(novel_shards, tmp_path):
+    out = tmp_path / "run"
+    proc = _start_training(novel_shards, out, 100_000)
+    _wait_for_checkpoint(out, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "interrupted" in err and "--resume" in err
+    res = json.loads((out / "results.json").read_text())
+    assert res["status"] == "interrupted"
+    assert int(checkpoints(out)[-1].name.split("-")[1]) == res["steps"]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(novel_shards, tmp_path, monkeypatch):
+    import gpt2zh.train as T
+
+    real = T.lm_loss
+    calls = {"n": 0}
+
+    def poisoned(model, x, y, reduction="mean"):
+        loss = real(model, x, y, reduction)
+        if model.training:
+            calls["n"] += 1
+            if calls["n"] >= 7:
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(T, "lm_loss", poisoned)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match="diverged"):
+        train(TrainJob(str(novel_shards), str(out), tiny("max_steps=20", "save_steps=5"), progress=False))
+    ckpts = checkpoints(out)
+    assert [c.name for c in ckpts] == ["step-00000005"]
+    from safetensors.torch import load_file
+
+    assert all(torch.isfinite(t).all() for t in load_file(ckpts[0] / "model.safetensors").values())
+
+
+def test_checkpoint_loads_in_transformers_and_pipeline(tiny_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_run / "best"))
+    tok = AutoTokenizer.from_pretrained(str(tiny_run / "best"))
+    assert model.config.vocab_size % 64 == 0
+    gen = pipeline("text-generation", model=model, tokenizer=tok, device="cpu")
+    out = gen("话说", max_new_tokens=10, do_sample=True)[0]["generated_text"]
+    assert out.startswith("话说") and len(out) > 2
+
+
+def test_fine_tune_from_a_checkpoint(tiny_run, novel_shards, tmp_path, corpora):
+    res = train(TrainJob(str(novel_shards), str(tmp_path / "ft"), tiny("max_steps=3"),
+                         init_from=str(tiny_run / "best"), progress=False))
+    assert res["status"] == "finished"
+    from gpt2zh.prepare import PrepareConfig, prepare
+
+    other = tmp_path / "other"
+    prepare(PrepareConfig(inputs=[str(corpora / "xiyouji.gbk.txt")], out=str(other), num_shards=2, progress=False))
+    with pytest.raises(TrainingError, match="tokenizer differs"):
+        train(TrainJob(str(other), str(tmp_path / "ft2"), tiny("max_steps=3"), init_from=str(tiny_run / "best"),
+                       progress=False))

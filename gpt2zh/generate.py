@@ -228,7 +228,9 @@ class Row:
     sentences: dict = field(default_factory=dict)    # sentence -> token index where it ended
     sentence_start: int = 0              # token index where the current sentence began
     bans: dict = field(default_factory=dict)         # token index -> ids not to sample there
-    boost_until: int = 0                 # stronger DRY until this token index (after an n-gram alarm)
+    boost_until: int = 0                 # stronger DRY until this token index (after the detector fired)
+    fail_streak: int = 0                 # rollbacks without real progress since the first of them
+    fail_mark: int = 0                   # token count the streak must pass to be forgiven
     events: RepetitionEvents = field(default_factory=RepetitionEvents)
     done: bool = False
     status: str = "ok"
@@ -326,17 +328,22 @@ class LongFormGenerator:
             if ngram_repetition(window, 8) > rc.ngram_threshold:
                 row.events.fired += 1
                 row.events.reasons["ngram"] += 1
-                row.boost_until = len(row.tokens) + 200
+                row.boost_until = len(row.tokens) + rc.boost_tokens
+        if row.fail_streak and len(row.tokens) > row.fail_mark:
+            row.fail_streak = 0  # it got well past the trouble: forgive
         if fired is None:
             return
         row.events.fired += 1
         row.events.reasons[fired] += 1
-        row.boost_until = len(row.tokens) + 200
+        row.boost_until = len(row.tokens) + rc.boost_tokens
         if rc.mode == "rollback" and back <= len(row.tokens) - row.streamed:  # never unsay streamed text
-            if row.events.rolled_back >= rc.max_rollbacks:
+            if row.fail_streak >= rc.max_failures:
                 row.done, row.status = True, "stopped: repetition"
                 row.events.stopped = True
                 return
+            if row.fail_streak == 0:
+                row.fail_mark = len(row.tokens) + 100
+            row.fail_streak += 1
             self._rollback(row, back, fired)
 
     def _penalize(self, logits: torch.Tensor, rows: list[Row], cfg: SamplingConfig) -> None:
@@ -345,8 +352,10 @@ class LongFormGenerator:
             apply_repetition_penalty(logits, [r.tokens[-cfg.penalty_window:] for r in rows], cfg.repetition_penalty)
         for b, row in enumerate(rows):
             if rc.mode != "off":
-                mult = rc.dry_multiplier * (4 if len(row.tokens) < row.boost_until else 1)
-                pen = row.sam.dry_penalties(rc.dry_allowed, rc.dry_base, mult)
+                mult = rc.dry_multiplier
+                if len(row.tokens) < row.boost_until:  # the detector fired recently: push harder
+                    mult = rc.boost * max(rc.dry_multiplier, 0.5)
+                pen = row.sam.dry_penalties(rc.dry_allowed, rc.dry_base, mult) if mult > 0 else None
                 if pen:
                     idx = torch.tensor(list(pen.keys()), device=logits.device)
                     logits[b, idx] -= torch.tensor(list(pen.values()), device=logits.device, dtype=logits.dtype)

@@ -114,7 +114,9 @@ class RepetitionConfig:
     min_sentence: int = 8         # a recurring sentence at least this long (characters) fires too
     ngram_window: int = 400       # characters in the sliding window of the n-gram detector
     ngram_threshold: float = 0.25  # 8-gram repetition rate in the window that fires it
-    max_rollbacks: int = 30       # then stop the sample with status "stopped: repetition"
+    max_failures: int = 8         # rollbacks in a row without 100 tokens of progress: stop the sample
+    boost: float = 4.0            # after the detector fires, DRY at this many times max(multiplier, 0.5)
+    boost_tokens: int = 200       # ... for this many tokens
 
     def __post_init__(self):
         if self.mode not in ("off", "penalize", "rollback"):

@@ -20,10 +20,13 @@ class UserError(Exception):
 def _known_errors() -> tuple[type[BaseException], ...]:
     from .config import ConfigError
     from .corpus import CorpusError
+    from .generate import GenerationError
     from .shards import ShardError
+    from .train import TrainingError
     from .vocab import VocabError
 
-    return (UserError, CorpusError, ShardError, VocabError, ConfigError, ValueError, FileNotFoundError)
+    return (UserError, CorpusError, ShardError, VocabError, ConfigError, TrainingError, GenerationError,
+            ValueError, FileNotFoundError)
 
 
 # ----------------------------------------------------------------------------

@@ -389,6 +389,7 @@ class LongFormGenerator:
             rows.append(row)
         hold = max(cfg.repetition.max_copy, 160)  # text younger than this may still be rolled back
         t0 = time.perf_counter()
+        self.step_times = [t0]  # one stamp per decoding step, for benchmarks
         first_token_s = None
         steps = 0
         while not all(r.done for r in rows):
@@ -404,6 +405,7 @@ class LongFormGenerator:
             logits = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p)
             nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen).squeeze(1).tolist()
             steps += 1
+            self.step_times.append(time.perf_counter())
             if first_token_s is None:
                 first_token_s = time.perf_counter() - t0
             for b, row in enumerate(rows):

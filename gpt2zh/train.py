@@ -438,7 +438,9 @@ def train(job: TrainJob) -> dict:
                 window_start, window_steps, wait = time.perf_counter(), 0, 0.0
 
             if len(val_rows) and (step % tc.eval_interval == 0 or step == max_steps or stop_now):
-                ev = evaluate(model, val_rows, max(1, local_micro), accelerator, char_len)
+                # the unwrapped model: ranks may run different numbers of eval batches, and a DDP
+                # forward would wait for its peers
+                ev = evaluate(raw_model, val_rows, max(1, local_micro), accelerator, char_len)
                 log.write({"step": step, **ev})
                 results.update(ev)
                 if best is None or ev["val_loss"] < best:

@@ -1,0 +1,92 @@
+"""Loading shards into RAM: gpt2zh's binary shards against the popular loader that
+parses GPT2-Chinese text shards (tokenized_train_{i}.txt) into one Python list of ints.
+
+Both sets hold the same >= 50 M tokens (the three novels' tokens tiled). Each loader
+runs in a fresh child process so that its resident memory can be measured alone;
+bytes per token = RSS after loading - RSS before, over the token count.
+  python bench/load.py [--tokens 50000000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHILD = r"""
+import json, sys, time, os
+sys.path.insert(0, {root!r})
+import numpy as np, psutil
+from pathlib import Path
+proc = psutil.Process()
+kind, path = sys.argv[1], Path(sys.argv[2])
+if kind != "baseline":
+    from gpt2zh.shards import load_tokens
+before = proc.memory_info().rss
+t0 = time.perf_counter()
+if kind == "baseline":
+    tokens = []
+    for i in range(len(list(path.glob("tokenized_train_*.txt")))):
+        with open(path / f"tokenized_train_{{i}}.txt") as f:
+            line = f.read().strip()
+        tokens.extend(int(x) for x in line.split())
+    n = len(tokens)
+else:
+    tokens = load_tokens(path, verify=(kind == "ours-verified"))
+    n = len(tokens)
+dt = time.perf_counter() - t0
+after = proc.memory_info().rss
+print(json.dumps({{"seconds": dt, "tokens": n, "bytes_per_token": (after - before) / n}}))
+"""
+
+
+def run_child(kind: str, path: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT)), kind, str(path)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def main():
+    import numpy as np
+
+    from gpt2zh.prepare import PrepareConfig, prepare
+    from gpt2zh.shards import load_tokenizer, load_tokens, write_shard_set
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
+    ap.add_argument("--tokens", type=int, default=50_000_000)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="gpt2zh-bench-load-"))
+    novels = [str(Path(args.corpora) / n) for n in ("xiyouji.gbk.txt", "sanguoyanyi.gbk.txt", "shuihuzhuan.txt")]
+    prepare(PrepareConfig(inputs=novels, out=str(work / "novels"), progress=False))
+    base = load_tokens(work / "novels")
+    tokens = np.tile(base, args.tokens // len(base) + 1)[: args.tokens]
+    binary = work / "binary"
+    binary.mkdir()
+    write_shard_set(binary, load_tokenizer(work / "novels"), tokens, None, 100, {})
+    text = work / "text"
+    text.mkdir()
+    for i, part in enumerate(np.array_split(tokens, 100)):
+        (text / f"tokenized_train_{i}.txt").write_text(" ".join(map(str, part.tolist())))
+    del tokens
+    b = run_child("baseline", text)
+    o = run_child("ours", binary)
+    v = run_child("ours-verified", binary)
+    print(f"{b['tokens']:,} tokens in 100 shards")
+    print(f"baseline (text shards -> Python list): {b['seconds']:.2f} s, {b['bytes_per_token']:.1f} bytes/token")
+    print(f"gpt2zh load_tokens (binary, no check): {o['seconds']:.3f} s, {o['bytes_per_token']:.2f} bytes/token"
+          f" -> {b['seconds'] / o['seconds']:.0f}x faster")
+    print(f"gpt2zh load_tokens (+ sha256 of every shard, as train does): {v['seconds']:.3f} s, "
+          f"{v['bytes_per_token']:.2f} bytes/token -> {b['seconds'] / v['seconds']:.0f}x faster")
+    import shutil
+
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()

@@ -35,7 +35,8 @@ def baseline(tokens: list[int], run: RunConfig, vocab: int, steps: int, warmup: 
 
     mc, tc = run.model, run.train
     cfg = GPT2Config(vocab_size=vocab, n_positions=mc.n_positions, n_embd=mc.n_embd, n_layer=mc.n_layer,
-                     n_head=mc.n_head, resid_pdrop=mc.dropout, embd_pdrop=mc.dropout, attn_pdrop=mc.dropout)
+                     n_head=mc.n_head, resid_pdrop=mc.dropout, embd_pdrop=mc.dropout, attn_pdrop=mc.dropout,
+                     bos_token_id=2, eos_token_id=2)
     torch.manual_seed(0)
     model = GPT2LMHeadModel._from_config(cfg, attn_implementation="eager").to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr)

@@ -224,6 +224,7 @@ PAGE_MARKER_RE = re.compile(
 )
 _DOMAIN = r"(?:https?://)?(?:www\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:com|net|org|cn|cc|info|la|tw|hk|me|io|tv)\b(?:/[\w./?=&%#-]*)?"
 SITE_URL_RE = re.compile(rf"《?{_DOMAIN}》?")
+TLD_RE = re.compile(r"\.(?:com|net|org|cn|cc|info|la|tw|hk|me|io|tv)\b")
 # A site name just before a URL ("天涯在线书库《www...》", "雨枫轩:http://...") goes with it.
 SITE_NAME_BEFORE_RE = re.compile(rf"[{CJK}]{{0,8}}(?:书库|书屋|书城|书吧|书网|小说网|文学网|中文网|网|轩|阁)[:：]?{_S}*$")
 BOILERPLATE_LINE_RE = re.compile(
@@ -236,18 +237,24 @@ BOILERPLATE_LINE_RE = re.compile(
     r")[^\n]*(?:\n|$)",
     re.M,
 )
+# Every literal that can start a BOILERPLATE_LINE_RE match: lines are only examined
+# where one of these occurs (one scan of the text instead of a pattern at every line).
+BOILERPLATE_HINT_RE = re.compile(
+    r"电子书|TXT|txt|下载|阅读|请访问|正版|版权|仅供|商业用途|网友|侵犯|删除|整理|转载|章节内容|更新时间|"
+    r"本章字数|本书|本作品|手打|首发|输入|录入|校对|扫描|制作|作者|--"
+)
 SEPARATOR_LINE_RE = re.compile(rf"^{_S}*[-=*_—~#]{{6,}}{_S}*(?:\n|$)", re.M)
 TEXT_PREFIX_RE = re.compile(rf"^{_S}*正文(?={_S}*第)", re.M)  # "正文 第一回" -> "第一回"
 TOC_DEBRIS_RE = re.compile(rf"《》目录{_S}*")
 TOC_BLOCK_RE = re.compile(rf"(?:^{HEADING}[^\n]*\n){{3,}}", re.M)
 # Mojibake left where a GBK extension character was lost: "z茧P", "y中T", "yA", "*ψw",
-# "z⒐陧A". Only inside Chinese text (the character before is not ASCII).
+# "z⒐陧A". Only inside Chinese text (the character before is not ASCII). Each branch
+# starts with a plain character class and checks behind afterwards: twice as fast.
 JUNK_RUN_RE = re.compile(
-    r"(?<=[^\x00-\x7f])(?:[yz*][^\sA-Za-z0-9，。！？、：；“”‘’「」,.!?;:\"']{0,4}[A-Za-z|?]"
-    rf"|[A-Za-z][{CJK}][A-Za-z])(?![A-Za-z0-9])"
+    r"[yz*](?<=[^\x00-\x7f][yz*])[^\sA-Za-z0-9，。！？、：；“”‘’「」,.!?;:\"']{0,4}[A-Za-z|?](?![A-Za-z0-9])"
+    rf"|[A-Za-z](?<![A-Za-z0-9][A-Za-z])[{CJK}][A-Za-z](?![A-Za-z0-9])"
 )
 PLACEHOLDER_RE = re.compile(rf"□|(?<=[{CJK}])\?(?=[{CJK}])")
-EDGE_SPACE_RE = re.compile(rf"^{_S}+|{_S}+$", re.M)
 INNER_SPACE_RE = re.compile(rf"{_S}+")
 BLANK_RUN_RE = re.compile(r"\n{2,}")
 
@@ -261,10 +268,17 @@ def _drop(pattern: re.Pattern, text: str, rule: str, report: FileReport) -> str:
 
 
 def drop_site_urls(text: str, report: FileReport) -> str:
-    # Matching the URL first and then looking back for a site name is ~10x faster
-    # than one pattern with an optional Chinese prefix tried at every character.
+    # Find top-level domains first (one literal-led scan, fast), then match the whole
+    # URL and a site name just before it only around each: ~10x faster than a URL
+    # pattern tried at every character.
     out, pos = [], 0
-    for m in SITE_URL_RE.finditer(text):
+    for tld in TLD_RE.finditer(text):
+        if tld.start() < pos:
+            continue
+        line_start = text.rfind("\n", 0, tld.start()) + 1
+        m = SITE_URL_RE.search(text, max(pos, line_start, tld.start() - 80), tld.end() + 200)
+        if not m or m.start() > tld.start():
+            continue
         start = m.start()
         name = SITE_NAME_BEFORE_RE.search(text, max(pos, start - 12), start)
         if name:
@@ -272,6 +286,24 @@ def drop_site_urls(text: str, report: FileReport) -> str:
         out.append(text[pos:start])
         report.add_drop("boilerplate", text[start:m.end()])
         pos = m.end()
+    if not out:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def drop_boilerplate_lines(text: str, report: FileReport) -> str:
+    out, pos, seen = [], 0, -1
+    for hint in BOILERPLATE_HINT_RE.finditer(text):
+        start = text.rfind("\n", 0, hint.start()) + 1
+        if start == seen or start < pos:
+            continue
+        seen = start
+        m = BOILERPLATE_LINE_RE.match(text, start)
+        if m:
+            out.append(text[pos:start])
+            report.add_drop("boilerplate", m.group(0))
+            pos = m.end()
     if not out:
         return text
     out.append(text[pos:])
@@ -301,6 +333,9 @@ def detect_wrap_width(widths: list[int]) -> int | None:
 
 def rejoin_hard_wraps(text: str, report: FileReport) -> str:
     lines = text.split("\n")
+    # Decide on a sample first: most texts are not wrapped and need no full pass.
+    if detect_wrap_width([display_width(line.rstrip(SPACE)) for line in lines[:3000]]) is None:
+        return text
     widths = [display_width(line.rstrip(SPACE)) for line in lines]
     width = detect_wrap_width(widths)
     if width is None:
@@ -322,7 +357,10 @@ def rejoin_hard_wraps(text: str, report: FileReport) -> str:
 
 
 def normalize_spaces(text: str, report: FileReport) -> str:
-    text = _drop(EDGE_SPACE_RE, text, "whitespace", report)
+    # Indentation and trailing blanks: str.strip per line runs in C, 5x faster than a regex.
+    stripped = "\n".join(line.strip(SPACE) for line in text.split("\n"))
+    report.dropped["whitespace"] += len(text) - len(stripped)
+    text = stripped
 
     def one_space(m: re.Match) -> str:
         run = m.group(0)
@@ -379,7 +417,7 @@ def clean_text(text: str, opts: CleanOptions, report: FileReport) -> str:
     if opts.boilerplate:
         text = drop_site_urls(text, report)
         text = _drop(SEPARATOR_LINE_RE, text, "boilerplate", report)
-        text = _drop(BOILERPLATE_LINE_RE, text, "boilerplate", report)
+        text = drop_boilerplate_lines(text, report)
         text = _drop(TEXT_PREFIX_RE, text, "boilerplate", report)
     if opts.page_markers:
         text = _drop(PAGE_MARKER_RE, text, "page_markers", report)
@@ -401,8 +439,8 @@ def clean_text(text: str, opts: CleanOptions, report: FileReport) -> str:
     return text
 
 
-def count_cjk(text: str) -> int:
-    return len(CJK_RE.findall(text))
+def has_cjk(text: str) -> bool:
+    return CJK_RE.search(text) is not None
 
 
 def load_corpus(
@@ -421,7 +459,7 @@ def load_corpus(
         for i, text in enumerate(raw):
             part = FileReport(path=report.path)
             clean = clean_text(text, opts, part)
-            if clean and count_cjk(clean) == 0:
+            if clean and not has_cjk(clean):
                 # Chinese models gain nothing from it; say so rather than train on it.
                 part.dropped["no_chinese"] += len(clean)
                 part.kept_chars -= len(clean)

@@ -184,11 +184,12 @@ def load_tokens(shard_dir: str | Path, split: str = "train", verify: bool = True
     entries = manifest["shards"] if split == "train" else [manifest["val"]] if manifest.get("val") else []
     dtype = np.dtype(manifest["dtype"])
     tokens = np.empty(sum(e["tokens"] for e in entries), dtype=dtype)
-    offset = 0
-    for e in entries:
+    offsets = np.cumsum([0] + [e["tokens"] for e in entries])
+
+    def read_one(i: int) -> None:
+        e, n = entries[i], entries[i]["tokens"]
         path = shard_dir / e["file"]
-        n = e["tokens"]
-        view = tokens[offset:offset + n]
+        view = tokens[offsets[i]:offsets[i] + n]
         try:
             size = path.stat().st_size
             if size != n * dtype.itemsize:
@@ -200,7 +201,13 @@ def load_tokens(shard_dir: str | Path, split: str = "train", verify: bool = True
             raise ShardError(f"shard {path}: missing (listed in manifest.json)") from None
         if verify and _sha256(view) != e["sha256"]:
             raise ShardError(f"shard {path}: sha256 does not match manifest.json; the shard is corrupted")
-        offset += n
+
+    # Reads and sha256 release the GIL: threads spread them over the cores.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for _ in pool.map(read_one, range(len(entries))):
+            pass
     return tokens
 
 

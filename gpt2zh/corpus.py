@@ -218,9 +218,10 @@ HEADING = (
 )
 HEADING_RE = re.compile(HEADING)
 
+# Whole-line patterns match "\n" + the line (see drop_lines): a pattern that starts with
+# a literal is searched from newline to newline, several times faster than "^" with re.M.
 PAGE_MARKER_RE = re.compile(
-    rf"^{_S}*[-—–=_*·.]*{_S}*(?:第{_S}*\d+{_S}*页|[Pp]age{_S}*\d+|\d{{1,4}}){_S}*[-—–=_*·.]*{_S}*(?:\n|$)",
-    re.M,
+    rf"\n{_S}*[-—–=_*·.]*{_S}*(?:第{_S}*\d+{_S}*页|[Pp]age{_S}*\d+|\d{{1,4}}){_S}*[-—–=_*·.]*{_S}*(?=\n)"
 )
 _DOMAIN = r"(?:https?://)?(?:www\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:com|net|org|cn|cc|info|la|tw|hk|me|io|tv)\b(?:/[\w./?=&%#-]*)?"
 SITE_URL_RE = re.compile(rf"《?{_DOMAIN}》?")
@@ -243,10 +244,10 @@ BOILERPLATE_HINT_RE = re.compile(
     r"电子书|TXT|txt|下载|阅读|请访问|正版|版权|仅供|商业用途|网友|侵犯|删除|整理|转载|章节内容|更新时间|"
     r"本章字数|本书|本作品|手打|首发|输入|录入|校对|扫描|制作|作者|--"
 )
-SEPARATOR_LINE_RE = re.compile(rf"^{_S}*[-=*_—~#]{{6,}}{_S}*(?:\n|$)", re.M)
+SEPARATOR_LINE_RE = re.compile(rf"\n{_S}*[-=*_—~#]{{6,}}{_S}*(?=\n)")
 TEXT_PREFIX_RE = re.compile(rf"^{_S}*正文(?={_S}*第)", re.M)  # "正文 第一回" -> "第一回"
 TOC_DEBRIS_RE = re.compile(rf"《》目录{_S}*")
-TOC_BLOCK_RE = re.compile(rf"(?:^{HEADING}[^\n]*\n){{3,}}", re.M)
+TOC_BLOCK_RE = re.compile(rf"\n{HEADING}[^\n]*(?:\n{HEADING}[^\n]*){{2,}}(?=\n)")
 # Mojibake left where a GBK extension character was lost: "z茧P", "y中T", "yA", "*ψw",
 # "z⒐陧A". Only inside Chinese text (the character before is not ASCII). Each branch
 # starts with a plain character class and checks behind afterwards: twice as fast.
@@ -290,6 +291,34 @@ def drop_site_urls(text: str, report: FileReport) -> str:
         return text
     out.append(text[pos:])
     return "".join(out)
+
+
+def drop_lines(text: str, rules: list[tuple[re.Pattern, str]], report: FileReport) -> str:
+    """Drop whole lines matched by patterns of the form "\n" + line (+ lookahead "\n"),
+    on the text framed by a newline at each end. Each match removes a line and the
+    newline before it; the first line's "newline before" is the frame, which is no
+    input character, so it is not counted and the first line's own newline is."""
+    if not rules:
+        return text
+    text = "\n" + text + "\n"
+    frame = {"alive": True, "rule": None}
+    for pattern, rule in rules:
+        def cut(m: re.Match, rule=rule) -> str:
+            gone = m.group(0)
+            if m.start() == 0 and frame["alive"]:
+                frame["alive"], frame["rule"] = False, rule
+                gone = gone[1:]
+            report.add_drop(rule, gone)
+            return ""
+
+        text = pattern.sub(cut, text)
+    text = text[:-1]  # the closing frame: every pattern leaves the final newline alone
+    if frame["alive"]:
+        return text[1:]
+    if text.startswith("\n"):  # the newline that ended the dropped first line
+        report.dropped[frame["rule"]] += 1
+        return text[1:]
+    return text
 
 
 def drop_boilerplate_lines(text: str, report: FileReport) -> str:
@@ -416,14 +445,14 @@ def clean_text(text: str, opts: CleanOptions, report: FileReport) -> str:
         text = _drop(re.compile("\ufffd"), text, "bad_bytes", report)
     if opts.boilerplate:
         text = drop_site_urls(text, report)
-        text = _drop(SEPARATOR_LINE_RE, text, "boilerplate", report)
         text = drop_boilerplate_lines(text, report)
         text = _drop(TEXT_PREFIX_RE, text, "boilerplate", report)
-    if opts.page_markers:
-        text = _drop(PAGE_MARKER_RE, text, "page_markers", report)
     if opts.toc:
         text = _drop(TOC_DEBRIS_RE, text, "toc", report)
-        text = _drop(TOC_BLOCK_RE, text, "toc", report)
+    line_rules = [(SEPARATOR_LINE_RE, "boilerplate")] if opts.boilerplate else []
+    line_rules += [(PAGE_MARKER_RE, "page_markers")] if opts.page_markers else []
+    line_rules += [(TOC_BLOCK_RE, "toc")] if opts.toc else []
+    text = drop_lines(text, line_rules, report)
     if opts.junk_runs:
         text = _drop(JUNK_RUN_RE, text, "junk_runs", report)
     if opts.placeholders:

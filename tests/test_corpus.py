@@ -146,3 +146,12 @@ def test_json_and_jsonl_inputs(tmp_path):
     (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(CorpusError, match="broken.json"):
         list(load_corpus([tmp_path / "broken.json"]))
+
+
+@pytest.mark.parametrize("raw", ["12", "12\n话说", "话说\n12", "------\n------\n话说\n第3页\n话", "第一回 甲\n第二回 乙\n第三回 丙\n正文",
+                                 "\n\n第5页\n\n", "话说\n\n- 7 -\n\n天下"])
+def test_line_rules_balance_at_the_edges(raw):
+    report = FileReport("x")
+    out = clean_text(raw, CleanOptions(), report)
+    assert report.balanced(), (raw, out, dict(report.dropped))
+    assert not re.search(r"\d", out)

@@ -144,3 +144,30 @@ def test_repeated_failures_stop_with_a_status(looping_model):
     s = gen.generate(prompt, SamplingConfig(length=1500, seed=3, temperature=0.3, repetition=rc))[0]
     assert s["status"] == "stopped: repetition" and s["report"]["stopped"]
     assert len(s["text"]) < 1500
+
+
+def test_a_gpt2_chinese_style_model_directory(corpora, tmp_path):
+    """A GPT2LMHeadModel directory with only a BERT vocab.txt beside it (GPT2-Chinese's layout)."""
+    import shutil
+
+    from gpt2zh.config import RunConfig
+    from gpt2zh.prepare import PrepareConfig, prepare
+    from gpt2zh.train import TrainJob, train
+
+    text = (corpora / "shuihuzhuan.txt").read_text(encoding="utf-8")
+    chars = sorted(set(text) - set("\r\n"))
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars),
+                                        encoding="utf-8")
+    prepare(PrepareConfig(inputs=[str(corpora / "shuihuzhuan.txt")], out=str(tmp_path / "data"),
+                          vocab=str(tmp_path / "vocab.txt"), num_shards=2, progress=False))
+    run = RunConfig.from_name("tiny").override(["n_layer=1", "n_embd=32", "n_head=2", "n_ctx=32", "max_steps=5"])
+    train(TrainJob(str(tmp_path / "data"), str(tmp_path / "run"), run, progress=False))
+    model = tmp_path / "gpt2-chinese-model"
+    shutil.copytree(tmp_path / "run" / "best", model)
+    for name in ("tokenizer.json", "tokenizer_config.json", "gpt2zh.json"):
+        (model / name).unlink()
+    shutil.copy(tmp_path / "vocab.txt", model / "vocab.txt")
+    gen = LongFormGenerator(model, device="cpu")
+    s = gen.generate("宋江", SamplingConfig(length=200, seed=1))[0]
+    assert len(s["text"]) == 200
+    assert "[" not in s["text"] and "#" not in s["text"]  # no [SEP]/[CLS]/[UNK] or ## debris

@@ -108,6 +108,7 @@ def main():
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=10)
     args = ap.parse_args()
+    args.warmup = max(1, min(args.warmup, args.steps // 3))  # at least two timed log windows remain
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     work = Path(tempfile.mkdtemp(prefix="gpt2zh-bench-"))
     novels = [str(Path(args.corpora) / n) for n in ("xiyouji.gbk.txt", "sanguoyanyi.gbk.txt", "shuihuzhuan.txt")]

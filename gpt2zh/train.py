@@ -52,10 +52,14 @@ class TrainJob:
 # Setup helpers
 
 
+def cuda_in_use() -> bool:
+    return torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
+
+
 def resolve_precision(requested: str) -> str:
     """Accelerate's mixed_precision value: bf16 on GPUs that have it, fp32 ('no') on CPU,
     where bf16 autocast is ~20x slower; fp16 only when asked."""
-    cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
+    cuda = cuda_in_use()
     if requested == "auto":
         return "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
     if requested == "fp16":
@@ -297,7 +301,10 @@ def train(job: TrainJob) -> dict:
     tc = job.run.train
     out, data_dir = Path(job.out), Path(job.data)
     mixed = resolve_precision(tc.precision)
-    accelerator = Accelerator(mixed_precision=mixed, log_with=job.log_with, project_dir=str(out))
+    use_compile = tc.compile == "on" or (tc.compile == "auto" and cuda_in_use())
+    # Accelerate compiles after wrapping for DDP, the order PyTorch recommends.
+    accelerator = Accelerator(mixed_precision=mixed, log_with=job.log_with, project_dir=str(out),
+                              dynamo_backend="inductor" if use_compile else "no")
     main = accelerator.is_main_process
     rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     if main:
@@ -329,9 +336,7 @@ def train(job: TrainJob) -> dict:
     raw_model = model.to(device)
     raw_model.train()
     optimizer = make_optimizer(raw_model, tc, fused=device.type == "cuda")
-    use_compile = tc.compile == "on" or (tc.compile == "auto" and device.type == "cuda")
-    model = torch.compile(raw_model) if use_compile else raw_model
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer = accelerator.prepare(raw_model, optimizer)
 
     # -- resume: optimizer, position, RNG
     step, pos, best = 0, Position(), None

@@ -288,6 +288,7 @@ class LongFormGenerator:
         first = row.tokens[keep]
         row.tokens = row.tokens[:keep]
         row.chars = len(self.table.text(row.tokens))
+        row.bans = {k: v for k, v in row.bans.items() if k <= keep}  # later positions: another text now
         if ban_first:
             row.bans.setdefault(keep, set()).add(first)
         row.sam = SuffixAutomaton(row.prompt + row.tokens)
@@ -380,6 +381,8 @@ class LongFormGenerator:
         prompt_ids = self.table.encode(prompt)
         if self.table.eos_id is not None:
             prompt_ids = [self.table.eos_id] + prompt_ids  # documents start after an end-of-text in training
+        if not prompt_ids:
+            raise GenerationError("empty prompt, and the tokenizer has no end-of-text token to start from")
         anchor = prompt_ids[: max(1, self.n_ctx // 4)]
         dec = StaticDecoder(self.model, n, self.dtype)
         rows = []

@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 
-from .corpus import CleanOptions
+from .corpus import RULE_HELP, CleanOptions
 
 EPILOG = "Run `gpt2zh COMMAND --help` for the flags of one command."
 
@@ -61,9 +61,9 @@ def add_prepare(sub) -> None:
         default = getattr(CleanOptions(), rule)
         flag = rule.replace("_", "-")
         if default:
-            g.add_argument(f"--no-{flag}", dest=rule, action="store_false", help=f"keep what the {rule} rule removes")
+            g.add_argument(f"--no-{flag}", dest=rule, action="store_false", help=f"switch off: {RULE_HELP[rule]}")
         else:
-            g.add_argument(f"--{flag}", dest=rule, action="store_true", help=f"enable the {rule} rule (opt-in)")
+            g.add_argument(f"--{flag}", dest=rule, action="store_true", help=f"opt-in: {RULE_HELP[rule]}")
     p.set_defaults(func=run_prepare)
 
 

@@ -54,6 +54,19 @@ class CleanOptions:
         return [f for f in cls.__dataclass_fields__]
 
 
+RULE_HELP = {
+    "page_markers": 'page markers and bare page numbers ("- 12 -", "第12页", "---- Page 12 ----", "12")',
+    "boilerplate": "URLs with their site names, download adverts, disclaimers, typist credits, "
+                   "update-time lines, separator lines, running headers",
+    "toc": 'tables of contents and "《》目录" debris before chapter headings',
+    "hard_wrap": "lines hard-wrapped at a near-constant width are rejoined into paragraphs",
+    "whitespace": "indentation, full-width spaces, tabs, runs of blank lines",
+    "junk_runs": 'mojibake runs where a rare character was lost ("z茧P", "y中T")',
+    "placeholders": '"□" and "?" standing for lost characters',
+    "to_simplified": "traditional to simplified characters (OpenCC t2s)",
+}
+
+
 @dataclass
 class FileReport:
     path: str

@@ -3,17 +3,22 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import shutil
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
 
-from .corpus import CleanOptions, CorpusError, Document, FileReport, find_inputs, load_corpus, split_document
+from .corpus import CleanOptions, CorpusError, FileReport, find_inputs, load_corpus, split_document
 from .shards import atomic_output_dir, encode_documents, token_dtype, write_shard_set
-from .vocab import resolve_vocab, specials_of
+from .vocab import build_corpus_char_tokenizer, char_counts_array, resolve_vocab, specials_of
+
+BATCH_CHARS = 8 << 20  # characters per tokenizer batch: large enough for both cores, small enough for RAM
 
 
 @dataclass
@@ -41,21 +46,53 @@ class PrepareConfig:
             raise ValueError(f"min_count must be >= 1, got {self.min_count}")
 
 
-def _clean_file(args) -> tuple[FileReport, list[Document]]:
-    path, opts, replace = args
-    return next(load_corpus([path], opts, replace))
+@dataclass
+class CleanedFile:
+    """What a worker sends back: the report, and where the clean split documents wait on disk."""
+
+    report: FileReport
+    path: Path | None            # pickled (train_docs, val_docs), None when nothing was kept
+    train_chars: int = 0
+    val_chars: int = 0
+    boundary_breaks: int = 0
+    codepoints: object = None    # (code points, counts) of the training text, for a char vocabulary
 
 
-def clean_all(cfg: PrepareConfig) -> tuple[list[FileReport], list[Document]]:
+def _clean_file(args) -> CleanedFile:
+    """Clean and split one input file in a worker; write its documents to the work dir so
+    that memory holds one file at a time however large the corpus."""
+    import numpy as np
+
+    index, path, opts, replace, val_fraction, work = args
+    report, docs = next(load_corpus([path], opts, replace))
+    if not docs:
+        return CleanedFile(report, None)
+    train, val = [], []
+    for d in docs:
+        tr, va = split_document(d.text, val_fraction)
+        train += [tr] if tr else []
+        val += [va] if va else []
+    out = Path(work) / f"{index:06d}.pkl"
+    with open(out, "wb") as f:
+        pickle.dump((train, val), f, protocol=pickle.HIGHEST_PROTOCOL)
+    counts = char_counts_array(train)
+    nz = np.flatnonzero(counts)
+    kept = sum(len(d.text) for d in docs)
+    return CleanedFile(report, out, sum(map(len, train)), sum(map(len, val)),
+                       kept - sum(map(len, train)) - sum(map(len, val)), (nz, counts[nz]))
+
+
+def clean_all(cfg: PrepareConfig, work: Path) -> list[CleanedFile]:
     from tqdm import tqdm
 
     files = find_inputs(cfg.inputs)
-    jobs = [(str(p), cfg.clean, cfg.replace_bad_bytes) for p in files]
+    jobs = [(i, str(p), cfg.clean, cfg.replace_bad_bytes, cfg.val_fraction, str(work)) for i, p in enumerate(files)]
     bar = tqdm(total=len(jobs), desc="clean", unit="file", disable=not cfg.progress, leave=False)
     results = []
     if cfg.workers > 1 and len(jobs) > 1:
+        chunk = max(1, len(jobs) // (cfg.workers * 8))
         with ProcessPoolExecutor(cfg.workers, mp_context=get_context("fork")) as pool:
-            for r in pool.map(_clean_file, jobs):
+            for r in pool.map(_clean_file, jobs, chunksize=chunk):
                 results.append(r)
                 bar.update()
     else:
@@ -63,9 +100,50 @@ def clean_all(cfg: PrepareConfig) -> tuple[list[FileReport], list[Document]]:
             results.append(_clean_file(job))
             bar.update()
     bar.close()
-    reports = [r for r, _ in results]
-    docs = [d for _, ds in results for d in ds]
-    return reports, docs
+    return results
+
+
+def _load_docs(cleaned: list[CleanedFile]):
+    for c in cleaned:
+        if c.path is not None:
+            with open(c.path, "rb") as f:
+                yield pickle.load(f)
+
+
+def _merged_counts(cleaned: list[CleanedFile]) -> Counter:
+    total: Counter = Counter()
+    for c in cleaned:
+        if c.codepoints is not None:
+            cps, n = c.codepoints
+            total.update(dict(zip(map(chr, cps.tolist()), n.tolist())))
+    return total
+
+
+def tokenize_to_file(tok, cleaned: list[CleanedFile], which: int, dtype, out: Path, progress: bool,
+                     desc: str) -> tuple[int, int]:
+    """Encode every file's train (which=0) or val (which=1) documents, in batches of
+    several MB, appending ids to `out`. Returns (tokens, unknown tokens)."""
+    unk = tok.token_to_id(specials_of(tok).unk)
+    n_tok = n_unk = 0
+    batch: list[str] = []
+    size = 0
+    with open(out, "wb") as f:
+        def flush():
+            nonlocal n_tok, n_unk, batch, size
+            if batch:
+                ids = encode_documents(tok, batch, dtype, progress, desc)
+                ids.tofile(f)
+                n_tok += len(ids)
+                n_unk += int((ids == unk).sum())
+            batch, size = [], 0
+
+        for docs in _load_docs(cleaned):
+            batch += docs[which]
+            size += sum(map(len, docs[which]))
+            if size >= BATCH_CHARS:
+                flush()
+        flush()
+    return n_tok, n_unk
 
 
 def summarize(reports: list[FileReport]) -> dict:
@@ -80,37 +158,41 @@ def summarize(reports: list[FileReport]) -> dict:
 
 
 def prepare(cfg: PrepareConfig) -> dict:
-    """Run the whole stage; return the manifest. Raises CorpusError / ShardError / VocabError."""
+    """Run the whole stage; return the manifest. Raises CorpusError / ShardError / VocabError.
+    Streams through a work directory: clean documents and token ids wait on disk, so memory
+    holds about one input file (plus the token ids, memory-mapped, when sharding)."""
+    import numpy as np
+
     t0 = time.time()
     with atomic_output_dir(cfg.out, cfg.overwrite) as tmp:  # fail early on an unusable --out
-        reports, docs = clean_all(cfg)
-        if not docs:
+        work = tmp / ".work"
+        work.mkdir()
+        cleaned = clean_all(cfg, work)
+        reports = [c.report for c in cleaned]
+        if all(c.path is None for c in cleaned):
             reasons = "; ".join(f"{r.path}: {r.skipped}" for r in reports if r.skipped)
             raise CorpusError(f"nothing usable to prepare ({reasons or 'no text'})")
-        train_docs, val_docs = [], []
-        for d in docs:
-            tr, va = split_document(d.text, cfg.val_fraction)
-            if tr:
-                train_docs.append(tr)
-            if va:
-                val_docs.append(va)
-        tok = resolve_vocab(cfg.vocab, train_docs, cfg.min_count)
+        if cfg.vocab == "char":
+            tok = build_corpus_char_tokenizer(_merged_counts(cleaned), cfg.min_count)
+        else:
+            texts = [d for docs in _load_docs(cleaned) for d in docs[0]] if cfg.vocab == "words" else []
+            tok = resolve_vocab(cfg.vocab, texts, cfg.min_count)
         dtype = token_dtype(tok.get_vocab_size())
-        train_ids = encode_documents(tok, train_docs, dtype, cfg.progress, "tokenize train")
-        val_ids = encode_documents(tok, val_docs, dtype, cfg.progress, "tokenize val") if val_docs else None
-        unk = tok.token_to_id(specials_of(tok).unk)
-        n_unk = int((train_ids == unk).sum()) + (int((val_ids == unk).sum()) if val_ids is not None else 0)
-        n_tok = len(train_ids) + (len(val_ids) if val_ids is not None else 0)
+        n_train, unk_train = tokenize_to_file(tok, cleaned, 0, dtype, work / "train.ids", cfg.progress,
+                                              "tokenize train")
+        n_val, unk_val = tokenize_to_file(tok, cleaned, 1, dtype, work / "val.ids", cfg.progress, "tokenize val")
+        train_ids = np.memmap(work / "train.ids", dtype=dtype, mode="r") if n_train else np.zeros(0, dtype)
+        val_ids = np.fromfile(work / "val.ids", dtype=dtype) if n_val else None
         report = summarize(reports)
         report["split"] = {
             "val_fraction": cfg.val_fraction,
-            "train_chars": sum(map(len, train_docs)),
-            "val_chars": sum(map(len, val_docs)),
-            "boundary_breaks": sum(len(d.text) for d in docs) - sum(map(len, train_docs)) - sum(map(len, val_docs)),
+            "train_chars": sum(c.train_chars for c in cleaned),
+            "val_chars": sum(c.val_chars for c in cleaned),
+            "boundary_breaks": sum(c.boundary_breaks for c in cleaned),
         }
-        report["tokens"] = {"train": len(train_ids), "val": 0 if val_ids is None else len(val_ids),
-                            "vocab_size": tok.get_vocab_size(), "unknown": n_unk,
-                            "unknown_rate": n_unk / max(1, n_tok)}
+        n_unk = unk_train + unk_val
+        report["tokens"] = {"train": n_train, "val": n_val, "vocab_size": tok.get_vocab_size(), "unknown": n_unk,
+                            "unknown_rate": n_unk / max(1, n_train + n_val)}
         report["seconds"] = round(time.time() - t0, 3)
         (tmp / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
         manifest = write_shard_set(tmp, tok, train_ids, val_ids, cfg.num_shards, {
@@ -122,6 +204,8 @@ def prepare(cfg: PrepareConfig) -> dict:
             "train_chars": report["split"]["train_chars"],
             "cleaning": report,
         })
+        del train_ids
+        shutil.rmtree(work)
     return manifest
 
 

@@ -26,6 +26,10 @@ class CorpusError(Exception):
     """Bad input that the user must fix; the message names the file."""
 
 
+class BinaryFileError(CorpusError):
+    """Not text at all (an image in the corpus folder): skipped and reported, not fatal."""
+
+
 TEXT_SUFFIXES = (".txt",)
 JSON_SUFFIXES = (".json", ".jsonl")
 CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -160,7 +164,7 @@ def decode_bytes(data: bytes, name: str, replace_bad_bytes: bool = False) -> tup
             return "\ufeff" + text, enc, 0
     nul = data.find(b"\x00")
     if nul >= 0:
-        raise CorpusError(f"{name}: looks like a binary file, not text (NUL byte at offset {nul})")
+        raise BinaryFileError(f"{name}: looks like a binary file, not text (NUL byte at offset {nul})")
     try:
         return data.decode("utf-8"), "utf-8", 0
     except UnicodeDecodeError as e8:
@@ -493,7 +497,11 @@ def load_corpus(
     """Yield (report, clean documents) per input file. Raises CorpusError on unreadable input."""
     opts = opts or CleanOptions()
     for path in find_inputs(inputs):
-        raw, enc, nbytes, bad = read_documents(path, replace_bad_bytes)
+        try:
+            raw, enc, nbytes, bad = read_documents(path, replace_bad_bytes)
+        except BinaryFileError as e:
+            yield FileReport(path=str(path), bytes=path.stat().st_size, skipped=str(e).split(": ", 1)[1]), []
+            continue
         report = FileReport(path=str(path), encoding=enc, bytes=nbytes, bad_bytes_replaced=bad)
         docs: list[Document] = []
         if not raw:

@@ -186,3 +186,14 @@ def test_50mb_file_without_line_breaks(tmp_path, capsys, corpora):
     assert m["cleaning"]["balanced"]
     assert all(s["sha256"] == _sha256(np.fromfile(tmp_path / "out" / s["file"], dtype=np.uint16))
                for s in m["shards"][:2])
+
+
+def test_a_binary_file_inside_a_corpus_folder_is_skipped_and_reported(tmp_path, capsys, corpora):
+    folder = tmp_path / "books"
+    folder.mkdir()
+    shutil.copy(corpora / "xiyouji.gbk.txt", folder / "a.txt")
+    (folder / "cover.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    code, err = run_cli(capsys, folder, "--out", tmp_path / "out", "--num-shards", 3)
+    assert code == 0, err
+    files = read_manifest(tmp_path / "out")["cleaning"]["files"]
+    assert files[1]["path"].endswith("cover.txt") and "binary" in files[1]["skipped"]

@@ -103,12 +103,16 @@ def evaluate_model(model_dir: str | Path, files: list[str] | None = None, data: 
     streams: list[tuple[str, np.ndarray]] = []
     if data:
         streams.append((f"{data} (val)", load_tokens(data, "val")))
+    skipped = []
     for report, docs in load_corpus(files or []):
+        if report.skipped:
+            skipped.append(f"{report.path}: {report.skipped}")
         for d in docs:
             ids = ([table.eos_id] if table.eos_id is not None else []) + table.encode(d.text)
             streams.append((d.source, np.array(ids, dtype=np.int64)))
     if not streams:
-        raise ValueError("nothing to evaluate: give text files or --data with a validation split")
+        why = f" ({'; '.join(skipped)})" if skipped else ""
+        raise ValueError(f"nothing to evaluate{why}: give Chinese text files or --data with a validation split")
     results, total = [], {"nll": 0.0, "tokens": 0, "chars": 0}
     n_unk = n_all = 0
     for name, ids in streams:

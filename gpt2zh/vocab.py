@@ -151,7 +151,10 @@ def specials_of(tok: Tokenizer) -> Specials:
 
 
 def tokenizer_hash(tok: Tokenizer) -> str:
-    return hashlib.sha256(tok.to_str().encode("utf-8")).hexdigest()
+    # Hash the serialized form after one save/load round trip: a freshly built Unigram
+    # serializes its scores differently from the same tokenizer loaded from its file.
+    canonical = Tokenizer.from_str(tok.to_str()).to_str()
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def save_tokenizer(tok: Tokenizer, out_dir: str | Path, model_max_length: int = 1024) -> None:

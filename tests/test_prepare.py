@@ -71,6 +71,14 @@ def test_word_vocabulary_falls_back_to_characters(corpora):
     assert tok.decode(ids, skip_special_tokens=False) == train[0][:5000]
 
 
+def test_word_shards_reload_with_their_tokenizer(tmp_path, capsys, corpora):
+    assert run_cli(capsys, corpora / "sanguoyanyi.gbk.txt", "--out", tmp_path / "w", "--vocab", "words",
+                   "--num-shards", 3)[0] == 0
+    tok = load_tokenizer(tmp_path / "w")  # the manifest's hash matches the saved tokenizer
+    text = tok.decode(load_tokens(tmp_path / "w").tolist(), skip_special_tokens=False)
+    assert text == expected_train_text([corpora / "sanguoyanyi.gbk.txt"])
+
+
 def test_vocab_txt_like_gpt2_chinese(tmp_path):
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "，", "。"] + list("话说天下大势分久必合")
     (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")

@@ -11,6 +11,7 @@ row of a batch has its own position, so rows re-anchor and roll back independent
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,9 @@ class StaticDecoder:
         self.wte, self.wpe, self.ln_f = t.wte.weight, t.wpe.weight, t.ln_f
         self.lm_head = model.lm_head.weight
         self.blocks = list(t.h)
+        # GPT-2's options for the attention scale, so that any GPT2LMHeadModel decodes right
+        base = 1.0 / math.sqrt(self.head_dim) if c.scale_attn_weights else 1.0
+        self.scales = [base / (i + 1) if c.scale_attn_by_inverse_layer_idx else base for i in range(c.n_layer)]
 
     def _ln(self, ln, x):
         return F.layer_norm(x, (self.n_embd,), ln.weight, ln.bias, self.eps)
@@ -148,7 +152,8 @@ class StaticDecoder:
             kc, vc = self.k[layer, rows], self.v[layer, rows]                  # (B, H, n_ctx, D) views
             kc[bidx, :, qpos] = k                                             # write in place
             vc[bidx, :, qpos] = v
-            y = F.scaled_dot_product_attention(q.transpose(1, 2), kc[:, :, :T], vc[:, :, :T], attn_mask=mask)
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), kc[:, :, :T], vc[:, :, :T], attn_mask=mask,
+                                               scale=self.scales[layer])
             y = y.transpose(1, 2).reshape(B * S, self.n_embd)
             x = x + torch.addmm(blk.attn.c_proj.bias, y, blk.attn.c_proj.weight).view(B, S, -1)
             h = self._ln(blk.ln_2, x).view(B * S, -1)

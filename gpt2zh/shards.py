@@ -44,8 +44,8 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def _chunks(text: str) -> Iterator[str]:
-    # Cut long documents at line breaks so that batches spread over both cores
-    # and a word-level tokenizer never sees a cut inside a word.
+    # Cut long documents, at line breaks where there are any, so that batches spread
+    # over both cores and a word-level tokenizer rarely sees a cut inside a word.
     start = 0
     while start < len(text):
         end = start + CHUNK_CHARS

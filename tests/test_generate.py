@@ -80,6 +80,19 @@ def test_static_decoder_matches_transformers(tiny_run):
         pos = pos + 1
 
 
+def test_static_decoder_follows_gpt2_attention_options():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=3, n_head=4,
+                     scale_attn_by_inverse_layer_idx=True, activation_function="gelu", n_inner=48)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel._from_config(cfg, attn_implementation="eager").eval()
+    ids = torch.randint(0, 64, (1, 20))
+    dec = StaticDecoder(model, 1)
+    out = dec.forward(ids, torch.tensor([0]))
+    assert torch.allclose(out[0], model(input_ids=ids).logits[0, -1], atol=1e-4)
+
+
 def test_generation_far_past_the_context(tiny_run):
     gen = LongFormGenerator(tiny_run, device="cpu")
     assert gen.n_ctx == 64

@@ -292,7 +292,8 @@ def add_demo(sub) -> None:
     p.add_argument("--out", default="gpt2zh-demo", help="working directory [gpt2zh-demo]")
     p.add_argument("--minutes", type=float, default=5.0, help="training budget in minutes [5]")
     p.add_argument("--length", type=int, default=3000, help="characters in the chapter [3000]")
-    p.add_argument("--prompt", default="新华社北京1月1日电", help="the chapter's opening")
+    p.add_argument("--prompt", default="在新的一年里，", help="the chapter's opening")
+    p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=run_demo)
 
@@ -320,7 +321,8 @@ def run_demo(args) -> int:
     print(f"validation perplexity {ev['ppl']:.2f} (per character {ev['ppl_char']:.2f}) over {ev['tokens']:,} tokens")
     print(f"[4/4] generate: {args.length} characters from {args.prompt!r}", file=sys.stderr)
     gen = LongFormGenerator(run_dir)
-    sample = gen.generate(args.prompt, SamplingConfig(length=args.length, seed=args.seed))[0]
+    sample = gen.generate(args.prompt, SamplingConfig(length=args.length, seed=args.seed,
+                                                      temperature=args.temperature))[0]
     path = save_samples([sample], out / "chapter", args.prompt)[0]
     print(args.prompt + sample["text"])
     print(format_report(sample))

@@ -244,6 +244,20 @@ class RunLog:
             flat = {f"{k}.{kk}": vv for k, v in run.to_dict().items() if isinstance(v, dict) for kk, vv in v.items()}
             accelerator.init_trackers("gpt2zh", config={k: v for k, v in flat.items() if v is not None})
 
+    def resume_at(self, step: int) -> None:
+        """Forget records past the checkpoint a run resumes from (a killed run may have logged
+        further), and replay the rest into the plot so it shows the whole run."""
+        if not self.enabled or not self.path.exists():
+            return
+        records = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = [r for r in records if r.get("step", 0) <= step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        for r in records:
+            if "loss" in r:
+                self.last_train_loss = r["loss"]
+            if "val_loss" in r and self.plot is not None and self.last_train_loss is not None:
+                self.plot.update({"loss": self.last_train_loss, "val_loss": r["val_loss"]}, current_step=r["step"])
+
     def write(self, record: dict) -> None:
         if self.log_with:
             self.accelerator.log({k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))},
@@ -320,6 +334,9 @@ def train(job: TrainJob) -> dict:
     resume_dir = checkpoints(out)[-1] if job.resume and checkpoints(out) else None
     if job.resume and resume_dir is None and main:
         print(f"no complete checkpoint in {out}/checkpoints; starting from scratch", file=sys.stderr)
+    if not job.resume and checkpoints(out) and main:
+        print(f"warning: {out} holds checkpoints of an earlier run; starting afresh (use --resume to continue)",
+              file=sys.stderr)
     model, n_ctx = _model_for_job(job, resume_dir, tok, manifest)
     if int(tokens.max(initial=0)) >= model.config.vocab_size:
         raise TrainingError("a token id in the shards is outside the model's vocabulary")
@@ -357,6 +374,10 @@ def train(job: TrainJob) -> dict:
     if main:
         (out / "run_config.json").write_text(json.dumps(job.run.to_dict(), indent=1), encoding="utf-8")
     log = RunLog(out, main, accelerator, job.log_with, job.run)
+    if resume_dir is not None:
+        log.resume_at(step)
+    elif main and log.path.exists():
+        log.path.unlink()  # a fresh run in an old directory starts a fresh log
     info = {"config": job.run.to_dict(), "n_ctx": n_ctx, "data": str(data_dir),
             "tokenizer_sha256": manifest["tokenizer_sha256"]}
     local_micro = tc.batch_size // world // tc.grad_accum

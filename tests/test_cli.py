@@ -38,5 +38,5 @@ def test_demo_runs_every_stage_on_the_default_corpus(tmp_path, capsys, monkeypat
     assert "8-gram rep" in out
     assert (tmp_path / "demo" / "run" / "loss.png").exists()
     chapter = (tmp_path / "demo" / "chapter" / "sample_000.txt").read_text(encoding="utf-8")
-    assert chapter.startswith("新华社北京1月1日电") and len(chapter) > 600
+    assert chapter.startswith("在新的一年里，") and len(chapter) > 600
     assert (tmp_path / "cache" / "gpt2zh" / "default_corpus" / "renmin_ribao_199801.txt").exists()

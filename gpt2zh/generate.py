@@ -126,12 +126,81 @@ class StaticDecoder:
         self.wte, self.wpe, self.ln_f = t.wte.weight, t.wpe.weight, t.ln_f
         self.lm_head = model.lm_head.weight
         self.blocks = list(t.h)
+        self._keys = torch.arange(self.n_ctx, device=self.device)
+        self._bidx = torch.arange(batch, device=self.device)
+        self._graph = None
         # GPT-2's options for the attention scale, so that any GPT2LMHeadModel decodes right
         base = 1.0 / math.sqrt(self.head_dim) if c.scale_attn_weights else 1.0
         self.scales = [base / (i + 1) if c.scale_attn_by_inverse_layer_idx else base for i in range(c.n_layer)]
 
     def _ln(self, ln, x):
         return F.layer_norm(x, (self.n_embd,), ln.weight, ln.bias, self.eps)
+
+    @torch.no_grad()
+    def step_static(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """One decoding step for the whole batch with shapes that never change (attention over
+        the full cache, masked): no host synchronisation, so it can be captured in a CUDA graph."""
+        B, H, D = ids.shape[0], self.n_head, self.head_dim
+        qpos = pos[:, None]                                                   # (B, 1)
+        x = (self.wte[ids] + self.wpe[qpos]).to(self.dtype)                   # (B, 1, C)
+        mask = self._keys[None, None, None, :] <= qpos[:, None, :, None]      # (B, 1, 1, n_ctx)
+        bidx = self._bidx[:B, None]
+        for layer, blk in enumerate(self.blocks):
+            h = self._ln(blk.ln_1, x)
+            qkv = torch.addmm(blk.attn.c_attn.bias, h.view(B, self.n_embd), blk.attn.c_attn.weight)
+            q, k, v = qkv.view(B, 1, 3, H, D).unbind(2)
+            self.k[layer][bidx, :, qpos] = k
+            self.v[layer][bidx, :, qpos] = v
+            y = F.scaled_dot_product_attention(q.transpose(1, 2), self.k[layer], self.v[layer], attn_mask=mask,
+                                               scale=self.scales[layer])
+            y = y.transpose(1, 2).reshape(B, self.n_embd)
+            x = x + torch.addmm(blk.attn.c_proj.bias, y, blk.attn.c_proj.weight).view(B, 1, -1)
+            h = self._ln(blk.ln_2, x).view(B, -1)
+            h = self.act(torch.addmm(blk.mlp.c_fc.bias, h, blk.mlp.c_fc.weight))
+            x = x + torch.addmm(blk.mlp.c_proj.bias, h, blk.mlp.c_proj.weight).view(B, 1, -1)
+        x = self._ln(self.ln_f, x[:, -1])
+        return (x @ self.lm_head.t()).float()
+
+    def capture(self) -> bool:
+        """On CUDA, record step_static once as a CUDA graph: each later step is one replay
+        instead of a few hundred kernel launches from Python. Falls back to eager steps
+        (with a warning) if capture fails."""
+        if self.device.type != "cuda":
+            return False
+        B = self.k.shape[1]
+        try:
+            self._ids = torch.zeros((B, 1), dtype=torch.long, device=self.device)
+            self._pos = torch.zeros(B, dtype=torch.long, device=self.device)
+            saved = self.k.clone(), self.v.clone()   # warm-up steps write into the cache
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self.step_static(self._ids, self._pos)
+            torch.cuda.current_stream().wait_stream(side)
+            self._graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self._graph):
+                self._out = self.step_static(self._ids, self._pos)
+            self.k.copy_(saved[0])
+            self.v.copy_(saved[1])
+            return True
+        except Exception as e:  # a driver or kernel that cannot be captured: stay correct, only slower
+            import warnings
+
+            warnings.warn(f"CUDA graph capture failed ({e}); decoding without it")
+            self._graph = None
+            return False
+
+    def step(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Logits for one new token per row at positions `pos`."""
+        if self._graph is not None:
+            self._ids.copy_(ids)
+            self._pos.copy_(pos)
+            self._graph.replay()
+            return self._out.clone()
+        if self.device.type == "cuda":
+            return self.step_static(ids, pos)
+        return self.forward(ids, pos)  # on the CPU, attending only to the filled part is cheaper
 
     @torch.no_grad()
     def forward(self, ids: torch.Tensor, pos: torch.Tensor, rows=slice(None)) -> torch.Tensor:
@@ -245,9 +314,11 @@ class Row:
 
 
 class LongFormGenerator:
-    def __init__(self, model_dir: str | Path, device: str | None = None, dtype: str = "auto"):
+    def __init__(self, model_dir: str | Path, device: str | None = None, dtype: str = "auto",
+                 cuda_graphs: bool = True):
         from .model import load_model
 
+        self.cuda_graphs = cuda_graphs
         self.model_dir = resolve_model_dir(model_dir)
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype == "auto":
@@ -390,6 +461,8 @@ class LongFormGenerator:
             raise GenerationError("empty prompt, and the tokenizer has no end-of-text token to start from")
         anchor = prompt_ids[: max(1, self.n_ctx // 4)]
         dec = StaticDecoder(self.model, n, self.dtype)
+        if self.cuda_graphs:
+            dec.capture()
         rows = []
         for b in range(n):
             row = Row(prompt=prompt_ids, anchor=anchor, ctx=[], sam=SuffixAutomaton(prompt_ids))
@@ -407,7 +480,7 @@ class LongFormGenerator:
                     row.needs_refill = False
             ids = torch.tensor([[r.ctx[-1]] for r in rows], device=self.device)
             pos = torch.tensor([len(r.ctx) - 1 for r in rows], device=self.device)
-            logits = dec.forward(ids, pos)
+            logits = dec.step(ids, pos)
             logits[:, self._banned] = float("-inf")
             self._penalize(logits, rows, cfg)
             logits = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p)

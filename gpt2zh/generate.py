@@ -187,7 +187,7 @@ class StaticDecoder:
         except Exception as e:  # a driver or kernel that cannot be captured: stay correct, only slower
             import warnings
 
-            warnings.warn(f"CUDA graph capture failed ({e}); decoding without it")
+            warnings.warn(f"CUDA graph capture failed ({e}); decoding without it", stacklevel=2)
             self._graph = None
             return False
 

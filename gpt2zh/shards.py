@@ -74,7 +74,7 @@ def encode_documents(tok: Tokenizer, docs: list[str], dtype: np.dtype, progress:
     with tqdm(total=total_chars, desc=desc, unit="char", unit_scale=True, disable=not progress, leave=False) as bar:
         for i in range(0, len(pieces), batch):
             part = pieces[i:i + batch]
-            for (text, ends), enc in zip(part, encode([c for c, _ in part], add_special_tokens=False)):
+            for (_, ends), enc in zip(part, encode([c for c, _ in part], add_special_tokens=False)):
                 out.append(np.array(enc.ids, dtype=dtype))
                 if ends:
                     out.append(eos)

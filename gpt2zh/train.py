@@ -63,10 +63,10 @@ def resolve_precision(requested: str) -> str:
     if requested == "auto":
         return "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
     if requested == "fp16":
-        warnings.warn("fp16 is known to diverge on this workload (GPT2-Chinese's experience); prefer bf16")
+        warnings.warn("fp16 is known to diverge on this workload (GPT2-Chinese's experience); prefer bf16", stacklevel=2)
         return "fp16"
     if requested == "bf16" and not cuda:
-        warnings.warn("bf16 autocast on this CPU is ~20x slower than fp32")
+        warnings.warn("bf16 autocast on this CPU is ~20x slower than fp32", stacklevel=2)
     return "bf16" if requested == "bf16" else "no"
 
 
@@ -499,6 +499,6 @@ def train(job: TrainJob) -> dict:
         if best is not None:
             msg += f"; best val ppl {math.exp(best):.2f} (saved in {out / 'best'})"
         if status == "interrupted":
-            msg += f"; continue with --resume"
+            msg += "; continue with --resume"
         print(msg, file=sys.stderr)
     return results

@@ -189,3 +189,14 @@ def test_fine_tune_from_a_checkpoint(tiny_run, novel_shards, tmp_path, corpora):
     with pytest.raises(TrainingError, match="tokenizer differs"):
         train(TrainJob(str(other), str(tmp_path / "ft2"), tiny("max_steps=3"), init_from=str(tiny_run / "best"),
                        progress=False))
+
+
+def test_gradient_accumulation_matches_the_full_batch(novel_shards, tmp_path):
+    runs = {}
+    for accum in (1, 2):
+        out = tmp_path / f"accum{accum}"
+        train(TrainJob(str(novel_shards), str(out), tiny("max_steps=6", f"grad_accum={accum}", "eval_interval=1000"),
+                       progress=False))
+        runs[accum] = losses(out)
+    for step in runs[1]:
+        assert abs(runs[1][step] - runs[2][step]) < 1e-4, (step, runs[1][step], runs[2][step])

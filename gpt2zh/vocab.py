@@ -72,18 +72,23 @@ def build_char_tokenizer(chars: Iterable[str], specials: Specials = OURS) -> Tok
     return _char_tokenizer(tokens, specials)
 
 
-def char_counts_array(texts: Iterable[str]) -> np.ndarray:
-    """Occurrences of every code point (bincount over UTF-32): ~20x faster than Counter(text)."""
-    total = np.zeros(0x110000, dtype=np.int64)
-    for t in texts:
-        total += np.bincount(np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32), minlength=0x110000)
-    return total
+def char_counts_sparse(texts: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(code points, counts) over the texts: a bincount over UTF-32, ~20x faster than
+    Counter(text), and only as long as the largest code point present."""
+    parts = [np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32) for t in texts]
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    counts = np.bincount(np.concatenate(parts))
+    nz = np.flatnonzero(counts)
+    return nz, counts[nz]
+
+
+def counts_to_counter(cps: np.ndarray, counts: np.ndarray) -> Counter:
+    return Counter(dict(zip(map(chr, cps.tolist()), counts.tolist())))
 
 
 def char_counts(texts: Iterable[str]) -> Counter:
-    total = char_counts_array(texts)
-    nz = np.flatnonzero(total)
-    return Counter(dict(zip(map(chr, nz.tolist()), total[nz].tolist())))
+    return counts_to_counter(*char_counts_sparse(texts))
 
 
 def build_corpus_char_tokenizer(counts: Counter, min_count: int = 1) -> Tokenizer:

@@ -184,6 +184,7 @@ def add_eval(sub) -> None:
     p.add_argument("--stride", type=int, help="sliding-window stride in tokens [n_ctx // 2]")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_eval)
 
 
@@ -194,7 +195,8 @@ def run_eval(args) -> int:
 
     if not args.files and not args.data:
         raise UserError("give text FILEs or --data SHARDS_DIR")
-    r = evaluate_model(args.model, args.files, args.data, EvalConfig(stride=args.stride, batch_size=args.batch_size))
+    r = evaluate_model(args.model, args.files, args.data, EvalConfig(stride=args.stride, batch_size=args.batch_size),
+                       progress=not args.quiet)
     if args.json:
         print(json.dumps(r, ensure_ascii=False, indent=1))
         return 0
@@ -260,7 +262,7 @@ def run_generate(args) -> int:
     samples = []
     for i in range(cfg.num_samples):  # one at a time when streaming, so the output reads in order
         if not stream:
-            samples = gen.generate(prompt, cfg)
+            samples = gen.generate(prompt, cfg, progress=True)
             break
         sys.stdout.write(f"=== sample {i} ===\n{prompt}")
         one = SamplingConfig(**{**cfg.__dict__, "num_samples": 1, "seed": None if cfg.seed is None else cfg.seed + i})
@@ -317,7 +319,7 @@ def run_demo(args) -> int:
     run = RunConfig.from_name("tiny").override(["epochs=1"])
     train(TrainJob(data=str(data), out=str(run_dir), run=run, resume=True, max_minutes=args.minutes))
     print("[3/4] eval: perplexity of the validation split (sliding window)", file=sys.stderr)
-    ev = evaluate_model(run_dir, data=str(data))
+    ev = evaluate_model(run_dir, data=str(data), progress=True)
     print(f"validation perplexity {ev['ppl']:.2f} (per character {ev['ppl_char']:.2f}) over {ev['tokens']:,} tokens")
     print(f"[4/4] generate: {args.length} characters from {args.prompt!r}", file=sys.stderr)
     gen = LongFormGenerator(run_dir)

@@ -46,14 +46,16 @@ def sliding_windows(n: int, n_ctx: int, stride: int) -> list[tuple[int, int, int
 
 @torch.no_grad()
 def score_tokens(model, ids: np.ndarray, n_ctx: int, stride: int, batch_size: int,
-                 char_len: np.ndarray) -> dict:
+                 char_len: np.ndarray, progress: bool = False, desc: str = "eval") -> dict:
     """Sum of NLL, tokens and characters over all targets (token 0 has no context and is not scored)."""
+    from tqdm import tqdm
+
     device = next(model.parameters()).device
     windows = sliding_windows(len(ids), n_ctx, stride)
     nll = 0.0
     n_tok = n_chars = 0
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    for i in range(0, len(windows), batch_size):
+    for i in tqdm(range(0, len(windows), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
         group = windows[i:i + batch_size]
         width = max(e - b for b, e, _ in group)
         x = torch.zeros((len(group), width), dtype=torch.long)
@@ -80,7 +82,7 @@ def _summary(nll: float, tokens: int, chars: int) -> dict:
 
 
 def evaluate_model(model_dir: str | Path, files: list[str] | None = None, data: str | None = None,
-                   cfg: EvalConfig | None = None, device: str | None = None) -> dict:
+                   cfg: EvalConfig | None = None, device: str | None = None, progress: bool = False) -> dict:
     """Perplexity of text files (cleaned as in training) or of a shard set's validation split."""
     from .corpus import load_corpus
     from .generate import load_token_table, resolve_model_dir
@@ -120,7 +122,7 @@ def evaluate_model(model_dir: str | Path, files: list[str] | None = None, data: 
             continue
         if ids.max() >= model.config.vocab_size:
             raise ValueError(f"{name}: token ids exceed the model's vocabulary: shards from another tokenizer?")
-        s = score_tokens(model, ids, n_ctx, stride, cfg.batch_size, char_len)
+        s = score_tokens(model, ids, n_ctx, stride, cfg.batch_size, char_len, progress, Path(name).name[:30])
         for k in total:
             total[k] += s[k]
         u = int((ids == unk).sum()) if unk is not None else 0

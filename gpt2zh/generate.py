@@ -442,15 +442,21 @@ class LongFormGenerator:
 
     # -- the loop
 
-    def generate(self, prompt: str, cfg: SamplingConfig,
-                 on_text: Callable[[int, str], None] | None = None) -> list[dict]:
-        """Return one dict per sample: text, status, repetition report, timing."""
+    def generate(self, prompt: str, cfg: SamplingConfig, on_text: Callable[[int, str], None] | None = None,
+                 progress: bool = False) -> list[dict]:
+        """Return one dict per sample: text, status, repetition report, timing. With `progress`
+        (for output that is not streamed) a bar counts the characters written."""
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=cfg.length * cfg.num_samples, desc="generate", unit="char",
+                         disable=not progress, leave=False)
         out = []
         gen = torch.Generator(device=self.device)
         gen.manual_seed(cfg.seed if cfg.seed is not None else int(time.time_ns() % 2**31))
         for start in range(0, cfg.num_samples, cfg.batch_size):
             n = min(cfg.batch_size, cfg.num_samples - start)
             out += self._generate_batch(prompt, cfg, n, gen, start, on_text)
+        self._bar.close()
         return out
 
     def _generate_batch(self, prompt, cfg, n, gen, offset, on_text) -> list[dict]:
@@ -492,7 +498,9 @@ class LongFormGenerator:
             for b, row in enumerate(rows):
                 if row.done:
                     continue
+                before = row.chars
                 self._after_token(row, nxt[b], cfg)
+                self._bar.update(max(0, min(row.chars, cfg.length) - min(before, cfg.length)))
                 if row.chars >= cfg.length:
                     row.done = True
                 if on_text and (row.done or len(row.tokens) - row.streamed > hold):

@@ -34,13 +34,14 @@ class GenerationError(Exception):
 
 def resolve_model_dir(path: str | Path) -> Path:
     """A model directory, or a run directory (its best checkpoint, else the newest)."""
+    from .train import checkpoints
+
     p = Path(path)
     if (p / "config.json").exists():
         return p
     if (p / "best" / "config.json").exists():
         return p / "best"
-    ckpts = sorted((p / "checkpoints").glob("step-*"), key=lambda q: q.name) if (p / "checkpoints").exists() else []
-    ckpts = [c for c in ckpts if (c / "config.json").exists()]
+    ckpts = checkpoints(p)
     if ckpts:
         return ckpts[-1]
     raise GenerationError(f"{path}: no model here (expected config.json, best/ or checkpoints/)")
@@ -356,7 +357,7 @@ class LongFormGenerator:
 
     # -- detection and countermeasures
 
-    def _rollback(self, row: Row, n: int, reason: str, ban_first: bool = True) -> None:
+    def _rollback(self, row: Row, n: int, reason: str) -> None:
         n = min(n, len(row.tokens))
         if n <= 0:
             return
@@ -365,8 +366,7 @@ class LongFormGenerator:
         row.tokens = row.tokens[:keep]
         row.chars = len(self.table.text(row.tokens))
         row.bans = {k: v for k, v in row.bans.items() if k <= keep}  # later positions: another text now
-        if ban_first:
-            row.bans.setdefault(keep, set()).add(first)
+        row.bans.setdefault(keep, set()).add(first)
         row.sam = SuffixAutomaton(row.prompt + row.tokens)
         row.sentences = {s: i for s, i in row.sentences.items() if i <= keep}
         row.sentence_start = min(row.sentence_start, keep)

@@ -6,6 +6,8 @@ steps, logs sparingly, evaluates, saves, and honours SIGINT/SIGTERM.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -15,7 +17,6 @@ import signal
 import sys
 import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,9 +270,6 @@ class RunLog:
         if "loss" in record:
             self.last_train_loss = record["loss"]
         if "val_loss" in record and self.plot is not None and self.last_train_loss is not None:
-            import contextlib
-            import io
-
             self.plot.update({"loss": self.last_train_loss, "val_loss": record["val_loss"]},
                              current_step=record["step"])
             with contextlib.redirect_stdout(io.StringIO()):  # livelossplot prints a table; the bar says it
@@ -413,7 +411,7 @@ def train(job: TrainJob) -> dict:
                     g["lr"] = tc.lr * (step + 1) / tc.warmup_steps
             for m in range(tc.grad_accum):
                 xb = batch[m * local_micro:(m + 1) * local_micro]
-                sync = accelerator.no_sync(model) if m < tc.grad_accum - 1 else nullcontext()
+                sync = accelerator.no_sync(model) if m < tc.grad_accum - 1 else contextlib.nullcontext()
                 with sync:
                     loss = lm_loss(model, xb[:, :-1], xb[:, 1:]) / tc.grad_accum
                     accelerator.backward(loss)

@@ -21,12 +21,13 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from .config import ConfigError
     from .corpus import CorpusError
     from .generate import GenerationError
+    from .locks import LockError
     from .shards import ShardError
     from .train import TrainingError
     from .vocab import VocabError
 
     return (UserError, CorpusError, ShardError, VocabError, ConfigError, TrainingError, GenerationError,
-            ValueError, FileNotFoundError)
+            LockError, ValueError, FileNotFoundError)
 
 
 # ----------------------------------------------------------------------------
@@ -36,9 +37,11 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 def add_prepare(sub) -> None:
     p = sub.add_parser(
         "prepare", help="raw text files -> clean corpus, vocabulary, token shards",
-        description="Decode (UTF-8, GBK/GB18030, UTF-16 with BOM), clean, split 90/10 per document, "
-                    "build a vocabulary and write --num-shards binary token shards plus a validation shard, "
-                    "manifest.json and a cleaning report that accounts for every input character.",
+        description="Decode (UTF-8, GBK/GB18030, UTF-16 with BOM), clean with a pipeline of named rules, drop "
+                    "near-duplicate documents, split 90/10 per document, build a vocabulary and write --num-shards "
+                    "binary token shards plus a validation shard, manifest.json, report.json (every input character "
+                    "accounted for) and report.html (a sample of every rule's drops in context, the garbage "
+                    "passages and duplicates found).",
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help=".txt/.json/.jsonl files or directories (recursive)")
     p.add_argument("--default-corpus", action="store_true",
@@ -48,7 +51,8 @@ def add_prepare(sub) -> None:
                    help="char (from the training text), gb2312 (built-in, shared ids), words (jieba words + "
                         "characters), or a path to a vocab.txt / tokenizer.json / model directory [char]")
     p.add_argument("--min-count", type=int, default=1, help="minimum count for a character to enter the vocabulary [1]")
-    p.add_argument("--num-shards", type=int, default=100, help="number of training shards [100]")
+    p.add_argument("--num-shards", type=int, default=100,
+                   help="number of training shards (fewer when each would hold under 256 tokens) [100]")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="last fraction of each document kept for validation, cut at a paragraph break [0.1]")
     p.add_argument("--overwrite", action="store_true", help="replace an existing shard set in --out")
@@ -56,7 +60,8 @@ def add_prepare(sub) -> None:
                    help="replace undecodable bytes (and count them) instead of stopping with an error")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes for cleaning")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    g = p.add_argument_group("cleaning rules (on by default unless marked opt-in)")
+    g = p.add_argument_group("cleaning rules, in pipeline order (on by default unless marked opt-in; every drop is "
+                             "counted in report.json and sampled in report.html)")
     for rule in CleanOptions.rule_names():
         default = getattr(CleanOptions(), rule)
         flag = rule.replace("_", "-")
@@ -64,6 +69,11 @@ def add_prepare(sub) -> None:
             g.add_argument(f"--no-{flag}", dest=rule, action="store_false", help=f"switch off: {RULE_HELP[rule]}")
         else:
             g.add_argument(f"--{flag}", dest=rule, action="store_true", help=f"opt-in: {RULE_HELP[rule]}")
+    g.add_argument("--garbage-scope", choices=["span", "paragraph"], default="span",
+                   help="drop only the damaged span of a paragraph, or the whole paragraph [span]")
+    g.add_argument("--keep-duplicates", action="store_true",
+                   help="keep near-duplicate documents (another edition of the same work); by default the fullest "
+                        "edition is kept and the others are dropped and named in the report")
     p.set_defaults(func=run_prepare)
 
 
@@ -77,7 +87,8 @@ def run_prepare(args) -> int:
         inputs.append(str(materialize()))
     if not inputs:
         raise UserError("no INPUT given (name files or directories, or pass --default-corpus)")
-    opts = CleanOptions(**{r: getattr(args, r) for r in CleanOptions.rule_names()})
+    opts = CleanOptions(**{r: getattr(args, r) for r in CleanOptions.rule_names()},
+                        garbage_scope=args.garbage_scope, keep_duplicates=args.keep_duplicates)
     cfg = PrepareConfig(inputs=inputs, out=args.out, vocab=args.vocab, min_count=args.min_count,
                         num_shards=args.num_shards, val_fraction=args.val_fraction, clean=opts,
                         replace_bad_bytes=args.replace_bad_bytes, overwrite=args.overwrite,

@@ -70,8 +70,8 @@ def test_binary_file_is_refused(tmp_path):
 
 def test_sanguo_hard_wraps_are_rejoined(corpora):
     report, text = clean_file(corpora / "sanguoyanyi.gbk.txt")
-    assert report.hard_wrap_width == 80  # 40 full-width characters
-    assert report.dropped["hard_wrap"] > 10_000
+    assert "80 columns" in report.paragraphs["wrap_widths"]  # 40 full-width characters
+    assert report.dropped["hard_wrap"] > 10_000 and report.paragraphs["rejoined_breaks"] > 10_000
     assert "及秦灭之后，楚、汉分争，又并入于汉。汉朝自高祖斩白蛇而起义，一统天下，后来光武中兴" in text
     assert "www.rain8.com" not in text and "雨枫轩" not in text
     assert text.count("\n第") >= 119  # chapter headings stay on their own lines
@@ -117,7 +117,7 @@ def test_page_markers_and_switches():
     assert clean_text(raw, CleanOptions(), report) == "第一回 开篇\n话说天下大势。\n分久必合，合久必分。"
     assert report.dropped["page_markers"] == len("- 12 -\n第12页\n-------- Page 13 --------\n  14\n")
     assert report.balanced()
-    kept = clean_text(raw, CleanOptions(page_markers=False, boilerplate=False), FileReport("y"))
+    kept = clean_text(raw, CleanOptions(page_markers=False, separators=False, repeated=False), FileReport("y"))
     assert "第12页" in kept and "- 12 -" in kept
 
 

@@ -1,0 +1,112 @@
+"""Cleaning as a pipeline of named rules.
+
+Each rule lives in a module of this package (a class registered with `@register`, see
+`base.py`); every module here is imported below, so adding a rule is adding a file. The
+registry gives the order of the pipeline, the `CleanOptions` switches, the CLI flags and
+the report's keys:
+
+    repeated    learned boilerplate (lines.py)     html, adverts, notices, urls, navigation,
+    separators, toc, page_markers (lines.py)       hard_wrap, whitespace (paragraphs.py)
+    junk_runs, masks, garbage, placeholders (garbage.py)      to_simplified (convert.py)
+
+Near-duplicate documents are found across the corpus after cleaning (`dedup.py`), and
+`report.py` keeps the accounting: for each file, input = kept + every rule's drops.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from dataclasses import field, make_dataclass
+
+from .base import CJK_RE, RULES, Doc, Rule, cut_pattern, register  # noqa: F401
+from .decode import BinaryFileError, CorpusError, decode_bytes, find_inputs, read_documents, read_text_file  # noqa: F401
+from .report import FileReport, summarize  # noqa: F401
+
+for _m in pkgutil.iter_modules(__path__):
+    if _m.name not in ("base", "decode", "report", "dedup", "html_report"):
+        importlib.import_module(f"{__name__}.{_m.name}")
+
+ORDER = sorted(RULES, key=lambda n: RULES[n].order)
+GARBAGE_SCOPES = ("span", "paragraph")
+
+
+def _rule_names(cls) -> list[str]:
+    return list(ORDER)
+
+
+def _validate(self) -> None:
+    if self.garbage_scope not in GARBAGE_SCOPES:
+        raise ValueError(f"garbage_scope must be one of {', '.join(GARBAGE_SCOPES)}, got {self.garbage_scope!r}")
+
+
+CleanOptions = make_dataclass(
+    "CleanOptions",
+    [(name, bool, field(default=RULES[name].default)) for name in ORDER]
+    + [("garbage_scope", str, field(default="span")), ("keep_duplicates", bool, field(default=False))],
+    namespace={"rule_names": classmethod(_rule_names), "__post_init__": _validate,
+               "__doc__": "Which rules run (one switch per registered rule) and how."},
+)
+CleanOptions.__module__ = __name__  # so that worker processes can unpickle it
+RULE_HELP = {name: RULES[name].help for name in ORDER}
+
+
+def pipeline(opts) -> list[Rule]:
+    return [RULES[name]() for name in ORDER if getattr(opts, name)]
+
+
+def scan(texts: list[str], opts) -> dict:
+    """What the corpus-level rules need from one file's raw documents (line ends normalized)."""
+    out = {}
+    for rule in pipeline(opts):
+        s = rule.scan(texts)
+        if s is not None:
+            out[rule.name] = s
+    return out
+
+
+def learn(scans: list[dict], n_docs: int, opts) -> dict:
+    """Merge every file's scan into what `clean_text` passes to the rules."""
+    learned = {}
+    for rule in pipeline(opts):
+        mine = [s[rule.name] for s in scans if rule.name in s]
+        if mine:
+            learned[rule.name] = rule.learn(mine, n_docs)
+    return learned
+
+
+REPLACED_RE = re.compile("\ufffd")
+CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def normalize_line_ends(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def clean_text(text: str, opts=None, report: FileReport | None = None, learned: dict | None = None,
+               name: str = "") -> str:
+    """Apply every enabled rule to one document; update `report`; return the clean text,
+    paragraphs separated by single line breaks."""
+    opts = opts or CleanOptions()
+    report = report if report is not None else FileReport(name)
+    report.input_chars += len(text)
+    report.documents += 1
+    if text.startswith("\ufeff"):
+        report.dropped["bom"] += 1
+        text = text[1:]
+    report.dropped["line_ends"] += text.count("\r\n")
+    text = normalize_line_ends(text)
+    doc = Doc(name or report.path, report, opts, learned or {})
+    if "\ufffd" in text:  # bytes that --replace-bad-bytes replaced
+        text = cut_pattern(REPLACED_RE, text, "bad_bytes", doc)
+    if CONTROL_RE.search(text):
+        report.normalized += text.count("\f")
+        text = cut_pattern(CONTROL_RE, text.replace("\f", "\n"), "control_chars", doc)  # a form feed breaks the page
+    for rule in pipeline(opts):
+        text = rule.apply(text, doc)
+    report.kept_chars += len(text)
+    return text
+
+
+def has_cjk(text: str) -> bool:
+    return CJK_RE.search(text) is not None

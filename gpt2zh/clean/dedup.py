@@ -1,0 +1,167 @@
+"""Near-duplicate documents, and documents stripped of their punctuation.
+
+Two editions of one novel, or a copy with every comma removed, share almost all of
+their hanzi 5-grams (punctuation and layout are left out of the shingles on purpose).
+Each document gets a MinHash signature by one-permutation hashing (one 64-bit hash per
+shingle, the minimum kept in each of 128 bins: the cost of one hash per shingle rather
+than 128), candidate pairs come from locality-sensitive hashing over bands of the
+signature, and a pair whose estimated Jaccard similarity passes the threshold is a
+duplicate. Of each group the document with the most hanzi is kept; the others are
+named in the report and dropped (unless --keep-duplicates).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+BINS, BAND = 128, 4             # 32 bands of 4 bins: pairs near 0.5 similarity and up meet in a band
+SHINGLE = 5
+THRESHOLD = 0.5                 # estimated Jaccard similarity of hanzi 5-grams that makes a duplicate
+MIN_HANZI = 50                  # shorter documents are compared whole (exact duplicates only)
+LOW_PUNCT = 0.35                # flagged below this fraction of the corpus's punctuation rate
+MIN_PUNCT_CHARS = 200
+_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_EMPTY = np.iinfo(np.uint64).max
+PUNCT = "，。、；：？！“”‘’《》（）…—「」『』,.;:?!\"'"
+
+
+@dataclass
+class Signature:
+    name: str
+    hanzi: int                  # characters that count (hanzi)
+    exact: str                  # digest of the hanzi sequence
+    minhash: np.ndarray | None  # (BINS,) uint64, _EMPTY where no shingle fell
+    punct_rate: float           # punctuation marks per hanzi
+
+
+_KINDS: list[np.ndarray] = []
+
+
+def _kinds() -> np.ndarray:
+    """Code point -> 1 hanzi, 2 punctuation, 0 anything else."""
+    if not _KINDS:
+        k = np.zeros(0x110000, dtype=np.uint8)
+        for a, b in ((0x3400, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x10FFFF)):
+            k[a:b + 1] = 1
+        k[[ord(c) for c in PUNCT]] = 2
+        _KINDS.append(k)
+    return _KINDS[0]
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: every input bit reaches every output bit."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def signature(name: str, text: str) -> Signature:
+    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    kind = _kinds()[cps]
+    h = cps[kind == 1].astype(np.uint64)
+    punct = int(np.count_nonzero(kind == 2))
+    if len(h) < MIN_HANZI:
+        exact = hashlib.blake2b(h.tobytes(), digest_size=16).hexdigest()
+        return Signature(name, len(h), exact, None, punct / max(1, len(h)))
+    with np.errstate(over="ignore"):
+        x = np.zeros(len(h) - SHINGLE + 1, dtype=np.uint64)
+        for k in range(SHINGLE):  # a polynomial hash of each 5-gram, then mixed
+            x = x * np.uint64(0x100000001B3) + h[k:len(h) - SHINGLE + 1 + k]
+        x = _mix(x)
+        # the same hanzi in the same order: the same shingle hashes, summed in order-aware ways
+        weights = _mix(np.arange(1, len(x) + 1, dtype=np.uint64))
+        exact = f"{len(h):x}-{int((x * weights).sum(dtype=np.uint64)):x}-{int(np.bitwise_xor.reduce(x)):x}"
+    sig = np.full(BINS, _EMPTY, dtype=np.uint64)
+    np.minimum.at(sig, (x % np.uint64(BINS)).astype(np.int64), x >> np.uint64(7))
+    return Signature(name, len(h), exact, sig, punct / len(h))
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """One-permutation-hashing estimate of the Jaccard similarity: agreeing bins over
+    bins that either signature filled."""
+    filled = (a != _EMPTY) | (b != _EMPTY)
+    return float(((a == b) & filled).sum() / max(1, filled.sum()))
+
+
+def find_duplicates(sigs: list[Signature], threshold: float = THRESHOLD) -> dict[int, tuple[int, float]]:
+    """{index of a dropped document: (index of the one kept, similarity)}."""
+    parent = list(range(len(sigs)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    sim_to: dict[tuple[int, int], float] = {}
+
+    def union(i: int, j: int, sim: float) -> None:
+        ri, rj = root(i), root(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+        sim_to[(i, j)] = sim_to[(j, i)] = sim
+
+    exact: dict[str, int] = {}
+    for i, s in enumerate(sigs):
+        if s.hanzi == 0:
+            continue
+        if s.exact in exact:
+            union(exact[s.exact], i, 1.0)
+        else:
+            exact[s.exact] = i
+    buckets: dict[tuple, list[int]] = defaultdict(list)
+    for i, s in enumerate(sigs):
+        if s.minhash is None:
+            continue
+        for b in range(0, BINS, BAND):
+            band = s.minhash[b:b + BAND]
+            if (band != _EMPTY).all():
+                buckets[(b, band.tobytes())].append(i)
+    checked = set()
+    for members in buckets.values():
+        for x in range(len(members)):
+            for y in range(x + 1, len(members)):
+                i, j = members[x], members[y]
+                if (i, j) in checked:
+                    continue
+                checked.add((i, j))
+                sim = similarity(sigs[i].minhash, sigs[j].minhash)
+                if sim >= threshold:
+                    union(i, j, sim)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(sigs)):
+        groups[root(i)].append(i)
+    dropped = {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        keep = max(members, key=lambda i: (sigs[i].hanzi, -i))   # the fullest edition, the first on a tie
+        for i in members:
+            if i != keep:
+                sim = sim_to.get((i, keep))
+                if sim is None and sigs[i].minhash is not None and sigs[keep].minhash is not None:
+                    sim = similarity(sigs[i].minhash, sigs[keep].minhash)
+                dropped[i] = (keep, round(sim if sim is not None else 1.0, 3))
+    return dropped
+
+
+def low_punctuation(sigs: list[Signature], skip: set[int]) -> dict[int, tuple[float, float]]:
+    """{index: (its punctuation rate, the corpus's)} for documents punctuated far less than
+    the rest (a copy with its punctuation stripped trains a model to write without it)."""
+    rates = [(s.punct_rate, s.hanzi) for i, s in enumerate(sigs) if i not in skip and s.hanzi >= MIN_PUNCT_CHARS]
+    if not rates:
+        return {}
+    # the corpus's rate: a hanzi-weighted median, so one odd document cannot move it
+    rates.sort()
+    half, acc, corpus = sum(n for _, n in rates) / 2, 0, rates[-1][0]
+    for r, n in rates:
+        acc += n
+        if acc >= half:
+            corpus = r
+            break
+    return {i: (round(s.punct_rate, 4), round(corpus, 4)) for i, s in enumerate(sigs)
+            if i not in skip and s.hanzi >= MIN_PUNCT_CHARS and s.punct_rate < LOW_PUNCT * corpus}

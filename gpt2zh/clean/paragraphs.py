@@ -1,0 +1,385 @@
+"""Paragraphs: hard wraps rejoined from the file's own statistics, then whitespace.
+
+A hard-wrapped text has a crowd of lines at one width and (almost) none past it, and
+its full lines end mid-sentence. That is decided per region (the text between chapter
+headings, cut into blocks of a few hundred lines), so a file that changes width
+between chapters is read right, under four ways of measuring a line (characters or
+display columns, with or without the indentation) and with room for hanging
+punctuation. Within a wrapped region a full line is joined to the next unless the
+next starts a paragraph: indented past the region's continuation lines, after a blank
+line where blank lines separate paragraphs, a chapter heading, or a new dialogue turn.
+Paragraph starts survive as paragraph breaks; short lines (poems, closing lines) are
+never joined.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .base import CJK, CJK_RE, PUNCTUATION, SENTENCE_END, SPACE, Doc, Rule, is_heading, register
+
+HANGING = set("，。、；：？！”’」』）》,.;:?!)…—")   # may hang past the wrap width
+OPENING_QUOTE = "“「『\"‘"
+MID_SENTENCE_END = re.compile(f"[{CJK}A-Za-z0-9，、；：—]$")
+SOFT_MID_RE = re.compile(f"[{CJK}A-Za-z0-9０-９Ａ-Ｚａ-ｚ，、；—“「『（《(]")
+REGION_LINES = 400      # body lines per detection block
+MIN_REGION = 30         # a smaller block borrows the decision of the file
+MEASURES = ("cols", "cols-content", "chars", "chars-content")
+
+
+def display_width(s: str) -> int:
+    # GB18030 spends two bytes on a full-width character and one on ASCII: exactly the
+    # column count that hard-wrapping tools used, computed in C.
+    return len(s.encode("gb18030", errors="replace"))
+
+
+_HEADING_START = "正第楔序引尾后番附"
+# one byte of facts per code point, for the last (or first) character of every line at once
+HANG, PUNCT, END, MID, WORD, SOFT, OPEN, BLANK, HEAD = (1 << k for k in range(9))
+_LUT: np.ndarray | None = None
+
+
+def _char_flags() -> np.ndarray:
+    global _LUT
+    if _LUT is None:
+        lut = np.zeros(0x110000, dtype=np.uint16)
+        for chars, bit in ((HANGING, HANG), (PUNCTUATION, PUNCT), (SENTENCE_END, END), (OPENING_QUOTE, OPEN),
+                           (SPACE + "\n", BLANK), (_HEADING_START, HEAD)):
+            for c in chars:
+                lut[ord(c)] |= bit
+        for a, b in ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3134F)):
+            lut[a:b + 1] |= MID | SOFT
+        for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789":
+            lut[ord(c)] |= MID | SOFT
+        for c in "，、；：—":
+            lut[ord(c)] |= MID
+        for c in "，、；—“「『（《(":
+            lut[ord(c)] |= SOFT
+        lut[0xFF10:0xFF1A] |= SOFT   # full-width digits and letters
+        lut[0xFF21:0xFF3B] |= SOFT
+        lut[0xFF41:0xFF5B] |= SOFT
+        _LUT = lut
+    return _LUT
+
+
+class LineTable:
+    """Every line of a text measured once, as arrays computed over the whole text at once
+    (a Python object per line and per question costs ten times more on a novel's 20,000 lines)."""
+
+    def __init__(self, text: str):
+        self.lines = text.split("\n")
+        lut = _char_flags()
+        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        n = len(cps)
+        flags = lut[cps]
+        blank = (flags & BLANK) != 0                       # spaces and line breaks
+        starts = np.concatenate(([0], np.flatnonzero(cps == 10) + 1))
+        idx = np.arange(n + 1)
+        first = np.minimum.reduceat(np.where(np.append(blank, True), n, idx), starts)
+        last = np.maximum.reduceat(np.where(np.append(blank, True), -1, idx), starts)
+        has = first < n
+        width = np.where(cps < 0x80, 1, np.where(cps < 0x10000, 2, 4))   # GB18030 bytes: display columns
+        cum = np.concatenate(([0], np.cumsum(width), [0]))   # (one spare entry: indexing never falls off)
+        clen = np.where(has, last - first + 1, 0)
+        rlen = np.where(has, last - starts + 1, 0)
+        cols = np.where(has, cum[np.maximum(last, 0) + 1] - cum[starts], 0)
+        self.indent = np.where(has, cum[np.minimum(first, n)] - cum[starts], 0)
+        self.widths = np.stack([cols, cols - self.indent, rlen, clen], axis=1)   # one column per MEASURES
+        self.blank = ~has
+        flags = np.append(flags, 0)
+        lastf = np.where(has, flags[np.clip(last, 0, n)], 0)
+        firstf = np.where(has, flags[np.clip(first, 0, n)], 0)
+        self.hang = (lastf & HANG) != 0
+        self.punct = (lastf & PUNCT) != 0
+        self.sentence_end = (lastf & END) != 0
+        self.mid_end = (lastf & MID) != 0
+        self.mid_word = has & ((lastf & (PUNCT | HANG)) == 0)
+        self.soft_mid = (lastf & SOFT) != 0
+        self.opens = (firstf & OPEN) != 0
+        self.heading = np.zeros(len(starts), dtype=bool)
+        for i in np.flatnonzero(((firstf & HEAD) != 0) & (clen <= 60)):
+            self.heading[i] = is_heading(text[first[i]:last[i] + 1])
+        nonblank = np.append(np.flatnonzero(has), -1)     # -1: no line after
+        self.next_nonblank = nonblank[np.searchsorted(nonblank[:-1], np.arange(len(starts)) + 1)]
+
+
+def line_table(text: str, doc: Doc) -> LineTable:
+    """The LineTable of `text`, shared by the rules that look at the same text in turn."""
+    cached = doc.notes.get("line_table")
+    if cached is not None and cached[0] is text:
+        return cached[1]
+    table = LineTable(text)
+    doc.notes["line_table"] = (text, table)
+    return table
+
+
+@dataclass
+class Wrap:
+    measure: int       # index into MEASURES
+    width: int
+    base_indent: int = 0
+    indented: bool = False   # paragraph starts are indented past continuation lines
+    blank_sep: bool = False  # paragraphs are separated by blank lines
+
+    def __post_init__(self):
+        # a line one character short of the width is full too (a word pushed down)
+        self.tol = 2 if MEASURES[self.measure].startswith("cols") else 1
+
+    def full(self, t: LineTable, idx: np.ndarray) -> np.ndarray:
+        """Which of the lines `idx` reach the width (and so go on in the next line)."""
+        w = t.widths[idx, self.measure]
+        at = (w >= self.width - self.tol) & (w <= self.width)
+        hanging = (w > self.width) & (w <= self.width + self.tol) & t.hang[idx]
+        # nearly full and stopped mid-word: a first line that lost its indentation, or a
+        # word pushed down by the wrapping tool
+        near = (w >= 0.8 * self.width) & (w < self.width) & t.mid_word[idx]
+        return at | hanging | near
+
+    def describe(self) -> str:
+        unit = "columns" if MEASURES[self.measure].startswith("cols") else "characters"
+        return f"{self.width} {unit}" + (" (indentation not counted)" if "content" in MEASURES[self.measure] else "")
+
+
+def detect_wraps(t: LineTable, blocks: list[tuple[int, int]]) -> list[Wrap | None]:
+    """The wrap of each block [a, b) of lines, or None where it was not hard-wrapped. Every
+    candidate width of every block is scored at once, from cumulative histograms of the
+    line widths (one row per block)."""
+    R = len(blocks)
+    rid = np.full(len(t.blank), -1, dtype=np.int64)
+    for r, (a, b) in enumerate(blocks):
+        rid[a:b] = r
+    body = (rid >= 0) & ~t.blank & ~t.heading & (t.widths[:, 3] >= 4)
+    idx = np.flatnonzero(body)
+    r_of = rid[idx]
+    n = np.bincount(r_of, minlength=R).astype(np.float64)       # body lines per block
+    hang, punct = t.hang[idx], t.punct[idx]
+    # the line after opens a quotation: each line is an item of a list, not a piece of a paragraph
+    nxt = t.next_nonblank[idx]
+    listed_next = np.where(nxt >= 0, t.opens[np.maximum(nxt, 0)], False)
+    best: list[Wrap | None] = [None] * R
+    best_score = np.zeros(R)
+    for m, name in enumerate(MEASURES):
+        unit = 2 if name.startswith("cols") else 1
+        tol = unit
+        top = 155 * unit + 3 * tol + 2
+        w = np.minimum(t.widths[idx, m], top - 1)                # longer lines are only "over" any width
+        key = r_of * top + w
+
+        def cumulative(weights=None):                           # [r, x]: lines of block r narrower than x
+            h = np.bincount(key, weights=weights, minlength=R * top).reshape(R, top)
+            return np.concatenate([np.zeros((R, 1)), np.cumsum(h, axis=1)], axis=1)
+
+        cum, cum_p, cum_h, cum_o = cumulative(), cumulative(punct), cumulative(hang), cumulative(listed_next)
+        W = np.arange(10 * unit, 150 * unit)
+        hanging = cum_h[:, W + tol + 1] - cum_h[:, W + 1]     # ending in punctuation just past W
+        at = cum[:, W + 1] - cum[:, W - tol] + hanging          # (blocks, widths)
+        over = n[:, None] - cum[:, W + 1] - hanging
+        below = cum[:, W - tol] - cum[:, W - 3 * tol]
+        mid = at - (cum_p[:, W + 1] - cum_p[:, W - tol] + hanging)
+        listed = cum_o[:, W + 1] - cum_o[:, W - tol]
+        nn = n[:, None]
+        # a crowd at the width, almost nothing past it (unless the crowd is most of the
+        # block: some paragraphs were left unwrapped), far more than just below it, most of
+        # those lines stopping mid-sentence (unlike a column of verses), few of them items
+        few_over = (over <= 0.02 * nn + 1) | ((at >= 0.3 * nn) & (over <= at))
+        ok = ((at >= np.maximum(5, 0.08 * nn)) & few_over & (at >= 2 * below) & (mid >= 0.35 * at)
+              & (listed <= 0.3 * at) & (nn >= 8))
+        score = np.where(ok, (at - 3.0 * np.minimum(over, 0.02 * nn + 1)) / np.maximum(nn, 1), -1.0)
+        k = score.argmax(axis=1)
+        top_score = score[np.arange(R), k]
+        for r in np.flatnonzero(top_score > best_score):
+            best[r], best_score[r] = Wrap(m, int(W[k[r]])), top_score[r]
+    return best
+
+
+def detect_wrap(t: LineTable, a: int, b: int) -> Wrap | None:
+    """The wrap of lines [a, b), or None if they were not hard-wrapped."""
+    return detect_wraps(t, [(a, b)])[0]
+
+
+def read_style(wrap: Wrap, t: LineTable, a: int, b: int) -> Wrap:
+    """How paragraphs start in a wrapped block: indentation, blank lines, or neither."""
+    idx = np.arange(a, b)
+    idx = idx[~t.blank[a:b]]
+    if len(idx) < 2:
+        return wrap
+    p, q = idx[:-1], idx[1:]
+    keep = ~t.heading[p] & ~t.heading[q]
+    p, q = p[keep], q[keep]
+    full = wrap.full(t, p)
+    after_full, after_short = t.indent[q[full]], t.indent[q[~full]]
+    wrap.base_indent = int(np.bincount(after_full).argmax()) if len(after_full) else 0
+    if len(after_short):
+        starts = (after_short > wrap.base_indent).mean()
+        conts = (after_full > wrap.base_indent).mean() if len(after_full) else 0.0
+        wrap.indented = bool(starts >= 0.6 and conts <= 0.3)
+        wrap.blank_sep = bool(((q[~full] - p[~full]) > 1).mean() >= 0.6)
+    return wrap
+
+
+def regions(t: LineTable) -> list[tuple[int, int]]:
+    """[start, end) blocks: cut at chapter headings and every REGION_LINES body lines,
+    small ones merged into the one before."""
+    body = np.cumsum(~t.blank)
+    cuts = [0]
+    for h in np.flatnonzero(t.heading):
+        if h > cuts[-1]:
+            cuts.append(int(h))
+    cuts.append(len(t.blank))
+    blocks = []
+    for a, b in zip(cuts, cuts[1:]):   # long chapters in blocks of REGION_LINES body lines
+        while body[b - 1] - (body[a - 1] if a else 0) > REGION_LINES:
+            cut = int(np.searchsorted(body, (body[a - 1] if a else 0) + REGION_LINES)) + 1
+            blocks.append((a, cut))
+            a = cut
+        blocks.append((a, b))
+    merged: list[tuple[int, int]] = []
+    for a, b in blocks:
+        small = body[b - 1] - (body[a - 1] if a else 0) < MIN_REGION
+        if merged and small:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def joins(t: LineTable, p: np.ndarray, q: np.ndarray, wraps: list[Wrap], region: np.ndarray,
+          soft: np.ndarray) -> np.ndarray:
+    """For consecutive non-blank lines p -> q: is q the same paragraph as p?"""
+    out = np.zeros(len(p), dtype=bool)
+    same = (region[p] == region[q]) & (region[p] >= 0)
+    for r in np.unique(region[p][same]):
+        sel = np.flatnonzero(same & (region[p] == r))
+        wrap = wraps[r]
+        pp, qq = p[sel], q[sel]
+        gap = qq - pp - 1
+        start = t.heading[pp] | t.heading[qq] | (t.indent[qq] > wrap.base_indent)
+        if not wrap.indented:
+            # blank lines separate paragraphs, unless the line before stops mid-sentence (a page break)
+            start |= (gap > 0) & ~t.mid_end[pp]
+            if not wrap.blank_sep:
+                # no layout to go by: a finished sentence followed by an opening quote is a new turn
+                start |= (gap == 0) & t.sentence_end[pp] & t.opens[qq]
+        out[sel] = wrap.full(t, pp) & ~start
+    # a page break inside a paragraph of an unwrapped text: the line before stops mid-sentence
+    # (a short line without punctuation is a title or a name, and "：" may end a paragraph)
+    page = soft[p] & ~out
+    out |= (page & t.soft_mid[p] & (t.widths[p, 3] >= 20) & ~t.heading[p] & ~t.heading[q]
+            & (t.indent[q] <= t.indent[p]))
+    return out
+
+
+@register
+class HardWrap(Rule):
+    name = "hard_wrap"
+    help = ("lines hard-wrapped at a fixed width (20-120 columns, decided per region from the file's own "
+            "line widths, indented or not, hanging punctuation allowed) are rejoined into paragraphs")
+    order = 60
+
+    def apply(self, text: str, doc: Doc) -> str:
+        t = line_table(text, doc)
+        n = len(t.lines)
+        soft = np.zeros(n, dtype=bool)
+        for i in doc.notes.get("soft_breaks", ()):
+            if i < n:
+                soft[i] = True
+        blocks = regions(t)
+        whole, *found = detect_wraps(t, [(0, n)] + blocks)
+        wraps: list[Wrap] = []
+        region = np.full(n, -1, dtype=np.int64)
+        for (a, b), wrap in zip(blocks, found):
+            if wrap is None and whole is not None and (~t.blank[a:b]).sum() < 2 * MIN_REGION:
+                wrap = Wrap(whole.measure, whole.width)
+            if wrap is not None:
+                wraps.append(read_style(wrap, t, a, b))
+                region[a:b] = len(wraps) - 1
+        if not wraps and not soft.any():
+            return text
+        nb = np.flatnonzero(~t.blank)
+        if len(nb) < 2:
+            return text
+        p, q = nb[:-1], nb[1:]
+        join = joins(t, p, q, wraps, region, soft)
+        if not join.any():
+            return text
+        joined_into = dict(zip(q[join].tolist(), p[join].tolist()))
+        return self._assemble(t, joined_into, wraps, region, doc)
+
+    def _assemble(self, t: LineTable, joined_into: dict, wraps, region, doc: Doc) -> str:
+        lines = t.lines
+        gap = np.zeros(len(lines), dtype=bool)    # blank lines inside a joined paragraph: they go
+        for q, p in joined_into.items():
+            gap[p + 1:q] = True
+        out: list[list[str]] = []                 # output lines as pieces, joined once at the end
+        ws = breaks = 0
+        every = max(1, len(joined_into) // 8)     # a few joins are kept as samples for the report
+        sampled: list[tuple[str, str, str]] = []
+        for i, line in enumerate(lines):
+            if gap[i]:
+                ws += len(line)
+                continue
+            if i not in joined_into:
+                out.append([line])
+                continue
+            pieces = out[-1]
+            before, after = pieces[-1].rstrip(SPACE), line.lstrip(SPACE)
+            ws += len(pieces[-1]) - len(before) + len(line) - len(after)
+            n_gap = i - joined_into[i] - 1
+            pieces[-1] = before
+            if (before[-1:].isascii() and before[-1:].isalnum() and after[:1].isascii() and after[:1].isalnum()
+                    and not CJK_RE.search(before[-60:])):
+                pieces.append(" ")  # English words keep their space: a substitution
+                # (Chinese wrapping tools cut anywhere, even inside an English word or a URL)
+                doc.report.normalized += 1
+                breaks += n_gap
+            else:
+                breaks += n_gap + 1
+                if len(sampled) < 8 and (len(joined_into) <= 8 or i % every == 0):
+                    sampled.append((before[-40:], "\n" * (n_gap + 1), after[:40]))
+            pieces.append(after)
+        doc.report.dropped["whitespace"] += ws
+        doc.report.add_drops(self.name, breaks - sum(len(x[1]) for x in sampled), len(joined_into) - len(sampled))
+        for before, gone, after in sampled:
+            doc.report.add_drop(self.name, gone, before, after)
+        info = doc.report.paragraphs
+        info["rejoined_breaks"] = info.get("rejoined_breaks", 0) + len(joined_into)
+        described = {wraps[r].describe() for r in np.unique(region[list(joined_into)]) if r >= 0}
+        info["wrap_widths"] = sorted(set(info.get("wrap_widths", [])) | described)
+        return "\n".join(map("".join, out))
+
+
+# ----------------------------------------------------------------------------
+# whitespace
+
+
+INNER_SPACE_RE = re.compile(f"[{SPACE}]+")
+
+
+@register
+class Whitespace(Rule):
+    name = "whitespace"
+    help = "indentation, trailing blanks, full-width spaces and tabs inside lines, runs of blank lines"
+    order = 90
+
+    def apply(self, text: str, doc: Doc) -> str:
+        # Indentation and trailing blanks: str.strip per line runs in C, 5x faster than a regex.
+        lines = [line.strip(SPACE) for line in text.split("\n")]
+        stripped = "\n".join(lines)
+        doc.report.dropped[self.name] += len(text) - len(stripped)
+        if any(ch in stripped for ch in SPACE):
+            def one(m: re.Match) -> str:  # a run of blanks inside a line becomes one space
+                run = m.group(0)
+                if run != " ":
+                    doc.report.add_drop(self.name, run[1:])
+                    doc.report.normalized += run[0] != " "
+                return " "
+
+            lines = INNER_SPACE_RE.sub(one, stripped).split("\n")
+        kept = [line for line in lines if line]   # blank lines go: paragraphs end at single breaks
+        text = "\n".join(kept)
+        doc.report.dropped["blank_lines"] += max(0, len(lines) - max(1, len(kept)))
+        return text
+
+

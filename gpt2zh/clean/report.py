@@ -1,0 +1,141 @@
+"""What cleaning did to each file, character by character.
+
+Every rule that removes text adds the number of characters it removed to
+`FileReport.dropped[rule]`, so that for each file
+    input_chars == kept_chars + sum(dropped)
+Substitutions that keep the length (a full-width space becoming a space, traditional
+to simplified) count into `normalized`. Each rule also keeps a seeded random sample of
+its drops with the text around them, so that a person can check its precision
+(`report.html`), and the garbage rule lists the passages it flagged.
+"""
+from __future__ import annotations
+
+import random
+import zlib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+SAMPLES_PER_RULE = 8       # kept per file and rule (reservoir sampling)
+CONTEXT = 40               # characters of context on each side of a sampled drop
+MAX_SHOWN = 240            # a dropped span longer than this is shown cut in the middle
+MAX_FLAGGED = 40           # flagged passages listed per file
+UNSAMPLED = {"line_ends", "blank_lines", "bom", "whitespace"}  # drops with nothing to look at
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_SHOWN:
+        return text
+    half = MAX_SHOWN // 2
+    return f"{text[:half]} …[{len(text) - 2 * half} more]… {text[-half:]}"
+
+
+@dataclass
+class FileReport:
+    path: str
+    encoding: str = ""
+    bytes: int = 0
+    documents: int = 0
+    input_chars: int = 0
+    kept_chars: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    normalized: int = 0
+    bad_bytes_replaced: int = 0
+    skipped: str | None = None       # why the whole file contributed nothing
+    paragraphs: dict = field(default_factory=dict)   # how hard wraps were read (widths, style)
+    samples: dict = field(default_factory=dict)      # rule -> {"seen": n, "items": [[before, dropped, after]]}
+    flagged: list = field(default_factory=list)      # garbage passages: {"doc", "text", "before", "after", "scope"}
+    duplicates: list = field(default_factory=list)   # documents of this file dropped as near duplicates
+    low_punctuation: list = field(default_factory=list)
+
+    # -- accounting
+
+    def add_drop(self, rule: str, text: str, before: str = "", after: str = "", count: int | None = None) -> None:
+        """Count a drop of `text` under `rule` (`count` characters of it when it was replaced
+        by something shorter), and maybe keep it, with context, as a sample."""
+        n = len(text) if count is None else count
+        if n <= 0:
+            return
+        self.dropped[rule] += n
+        if rule in UNSAMPLED:
+            return
+        s = self.samples.setdefault(rule, {"seen": 0, "items": []})
+        s["seen"] += 1
+        item = [before[-CONTEXT:], _clip(text), after[:CONTEXT]]
+        if len(s["items"]) < SAMPLES_PER_RULE:
+            s["items"].append(item)
+            return
+        j = self._rng().randrange(s["seen"])  # reservoir: every drop equally likely to be shown
+        if j < SAMPLES_PER_RULE:
+            s["items"][j] = item
+
+    def add_drops(self, rule: str, chars: int, events: int) -> None:
+        """Count many drops at once, without sampling them (the caller samples a few with add_drop)."""
+        self.dropped[rule] += chars
+        if events and rule not in UNSAMPLED:
+            self.samples.setdefault(rule, {"seen": 0, "items": []})["seen"] += events
+
+    def _rng(self) -> random.Random:
+        if not hasattr(self, "_random"):
+            self._random = random.Random(zlib.crc32(self.path.encode("utf-8", "replace")))  # seeded per file
+        return self._random
+
+    def flag(self, doc: str, text: str, before: str, after: str, scope: str) -> None:
+        if len(self.flagged) < MAX_FLAGGED:
+            self.flagged.append({"doc": doc, "text": _clip(text), "before": before[-CONTEXT:],
+                                 "after": after[:CONTEXT], "scope": scope})
+
+    def balanced(self) -> bool:
+        return self.input_chars == self.kept_chars + sum(self.dropped.values())
+
+    def merge(self, other: "FileReport") -> None:
+        """Add another report (a document of this file, or a file into the total)."""
+        self.bytes += other.bytes
+        self.documents += other.documents
+        self.input_chars += other.input_chars
+        self.kept_chars += other.kept_chars
+        self.dropped.update(other.dropped)
+        self.normalized += other.normalized
+        self.bad_bytes_replaced += other.bad_bytes_replaced
+        for k, v in other.paragraphs.items():
+            if isinstance(v, (int, float)):
+                self.paragraphs[k] = self.paragraphs.get(k, 0) + v
+            elif isinstance(v, list):
+                self.paragraphs.setdefault(k, [])
+                self.paragraphs[k] += [x for x in v if x not in self.paragraphs[k]]
+        for rule, s in other.samples.items():
+            mine = self.samples.setdefault(rule, {"seen": 0, "items": []})
+            mine["items"] = merge_samples(mine, s, self._rng())
+            mine["seen"] += s["seen"]
+        self.flagged += other.flagged[: max(0, MAX_FLAGGED - len(self.flagged))]
+        self.duplicates += other.duplicates
+        self.low_punctuation += other.low_punctuation
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["dropped"] = dict(sorted(self.dropped.items()))
+        return d
+
+
+def merge_samples(a: dict, b: dict, rng: random.Random, k: int = SAMPLES_PER_RULE) -> list:
+    """Two reservoirs into one of size k, each item weighted by how many drops it stands for."""
+    pool = [(it, a["seen"] / max(1, len(a["items"]))) for it in a["items"]]
+    pool += [(it, b["seen"] / max(1, len(b["items"]))) for it in b["items"]]
+    if len(pool) <= k:
+        return [it for it, _ in pool]
+    # Efraimidis-Spirakis weighted sampling without replacement
+    keyed = sorted(pool, key=lambda p: rng.random() ** (1.0 / p[1]), reverse=True)
+    return [it for it, _ in keyed[:k]]
+
+
+def summarize(reports: list[FileReport]) -> dict:
+    """The cleaning part of report.json: every file, the total, and whether all balance."""
+    total = FileReport(path="(all files)")
+    for r in reports:
+        total.merge(r)
+    skip = ("path", "encoding", "samples", "flagged", "duplicates", "low_punctuation", "skipped")
+    return {
+        "files": [r.to_dict() for r in reports],
+        "total": {k: v for k, v in total.to_dict().items() if k not in skip},
+        "samples": total.samples,
+        "balanced": all(r.balanced() for r in reports),
+    }

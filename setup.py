@@ -7,7 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["gpt2zh", "gpt2zh.configs", "gpt2zh.vocab_data"],
+    packages=["gpt2zh", "gpt2zh.clean", "gpt2zh.configs", "gpt2zh.vocab_data"],
     # configs/ and vocab/ live at the top level of the repository; a wheel carries them inside the package.
     package_dir={"gpt2zh": "gpt2zh", "gpt2zh.configs": "configs", "gpt2zh.vocab_data": "vocab"},
     package_data={"gpt2zh.configs": ["*.json"], "gpt2zh.vocab_data": ["gb2312/*.json", "*.py"]},

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +219,79 @@ def test_a_binary_file_inside_a_corpus_folder_is_skipped_and_reported(tmp_path, 
     assert code == 0, err
     files = read_manifest(tmp_path / "out")["cleaning"]["files"]
     assert files[1]["path"].endswith("cover.txt") and "binary" in files[1]["skipped"]
+
+
+def test_lone_surrogates_in_json_name_file_and_line(tmp_path, capsys):
+    (tmp_path / "a.jsonl").write_text('{"text": "第一篇。"}\n{"text": "坏\\ud800了"}\n', encoding="utf-8")
+    code, err = run_cli(capsys, tmp_path / "a.jsonl", "--out", tmp_path / "o1")
+    assert code == 1 and "a.jsonl:2" in err and "surrogate" in err
+    (tmp_path / "b.json").write_text('[\n"第一篇。",\n"坏\\udc00了"\n]', encoding="utf-8")
+    code, err = run_cli(capsys, tmp_path / "b.json", "--out", tmp_path / "o2")
+    assert code == 1 and "b.json:3" in err and "surrogate" in err
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path, capsys):
+    import os
+
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    code, err = run_cli(capsys, fifo, "--out", tmp_path / "o")
+    assert code == 1 and "FIFO" in err and "pipe.txt" in err
+
+
+def test_num_shards_is_checked_and_capped(tmp_path, capsys, corpora):
+    code, err = run_cli(capsys, corpora / "xiyouji.gbk.txt", "--out", tmp_path / "o1", "--num-shards", "1000000")
+    assert code == 1 and "num_shards" in err
+    small = tmp_path / "small.txt"
+    small.write_text("话说天下大势，分久必合，合久必分。\n" * 100, encoding="utf-8")  # ~1,600 tokens
+    code, err = run_cli(capsys, small, "--out", tmp_path / "o2", "--num-shards", "100")
+    assert code == 0 and "capped" in err
+    m = read_manifest(tmp_path / "o2")
+    assert len(m["shards"]) == m["cleaning"]["shards"]["written"] < 100
+
+
+def test_a_second_prepare_into_the_same_out_refuses(tmp_path, capsys, corpora):
+    from gpt2zh.locks import DirLock
+
+    out = tmp_path / "out"
+    with DirLock(tmp_path / ".out.lock", "--out"):  # another prepare is writing there
+        code, err = run_cli(capsys, corpora / "sanguoyanyi.gbk.txt", "--out", out)
+    assert code == 1 and "in use" in err and str(os.getpid()) in err
+    assert not out.exists()
+    # a lock left by a process that died is taken over
+    (tmp_path / ".out.lock").write_text(json.dumps({"pid": 2 ** 22 + 7, "host": socket.gethostname()}))
+    code, err = run_cli(capsys, corpora / "sanguoyanyi.gbk.txt", "--out", out, "--num-shards", "3")
+    assert code == 0 and not (tmp_path / ".out.lock").exists()
+
+
+def test_sigterm_during_prepare_leaves_no_temporary_directory(tmp_path, corpora):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    big = tmp_path / "big"
+    big.mkdir()
+    text = (corpora / "shuihuzhuan.txt").read_bytes()
+    for i in range(60):
+        (big / f"{i:02d}.txt").write_bytes(text)
+    proc = subprocess.Popen([sys.executable, "-m", "gpt2zh", "prepare", str(big), "--out", str(tmp_path / "out"),
+                             "--quiet"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while time.time() < deadline and not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]:
+        time.sleep(0.05)  # until it is writing its temporary directory
+    time.sleep(1.0)
+    assert proc.poll() is None, "prepare finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")], list(tmp_path.iterdir())
+
+
+def test_unknown_rate_is_the_same_in_prepare_and_eval(novel_shards, tiny_run):
+    from gpt2zh.evaluate import evaluate_model
+
+    m = read_manifest(novel_shards)
+    r = evaluate_model(tiny_run, data=str(novel_shards))
+    assert r["files"][0]["unknown_rate"] == pytest.approx(m["cleaning"]["tokens"]["val_unknown_rate"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import re
+import zlib
 from collections import Counter
 
 import numpy as np
@@ -81,42 +82,76 @@ def heading_inside(s: str) -> int:
     return 0
 
 
-@register
-class Repeated(Rule):
-    name = "repeated"
-    help = ("lines that recur through a file or across many documents and do not read as prose (site "
-            "navigation, typist credits, running headers, update-time lines), learned from the corpus")
-    order = 5
+class Recurrence:
+    """How often a template recurs, and in how many different places: what comes just
+    before it. Boilerplate recurs in many places (after every chapter's last line, at every
+    page top); a line shared by two editions of the same book, or by a file given twice,
+    recurs in one place only, and is not boilerplate."""
+
     MIN_IN_FILE = 3            # occurrences within one file
-    MIN_DOC_SHARE = 1 / 200    # ... or documents of the corpus containing it (and at least 3)
+    MIN_DOC_SHARE = 1 / 200    # ... or documents of the corpus holding it (and at least 3)
+    MIN_PLACES = 3             # ... in at least this many different places
+    KEEP_PLACES = 4
 
-    def scan(self, texts: list[str]):
-        lines, docs = Counter(), Counter()
-        for text in texts:
-            seen = set()
-            for line in text.split("\n"):
-                if len(line) > MAX_TEMPLATE + 20:  # (most lines of a book: paragraphs)
-                    continue
-                t = line_template(line)
-                if t is not None:
-                    lines[t] += 1
-                    seen.add(t)
-            docs.update(seen)
-        return lines, docs
+    def __init__(self):
+        self.count: Counter = Counter()     # occurrences in this file
+        self.docs: Counter = Counter()      # documents holding it
+        self.places: dict = {}              # template -> a few crc32s of what came before it
 
-    def learn(self, scans: list, n_docs: int):
-        learned = set()
-        doc_freq: Counter = Counter()
+    def add(self, template: str, before: str) -> None:
+        self.count[template] += 1
+        places = self.places.setdefault(template, set())
+        if len(places) < self.KEEP_PLACES:
+            places.add(zlib.crc32(before.encode("utf-8", "replace")))
+
+    def end_document(self, seen: set) -> None:
+        self.docs.update(seen)
+
+    @classmethod
+    def learn(cls, scans: list, n_docs: int) -> frozenset:
+        count: Counter = Counter()   # the most a file holds
+        docs: Counter = Counter()
+        places: dict = {}
         for scan in scans:
             if scan is None:
                 continue
-            lines, docs = scan
-            learned.update(t for t, n in lines.items() if n >= self.MIN_IN_FILE)
-            doc_freq.update(docs)
-        need = max(3, n_docs * self.MIN_DOC_SHARE)
-        learned.update(t for t, n in doc_freq.items() if n >= need)
+            for t, n in scan.count.items():
+                count[t] = max(count[t], n)
+            docs.update(scan.docs)
+            for t, p in scan.places.items():
+                mine = places.setdefault(t, set())
+                mine |= p
+        need = max(3, n_docs * cls.MIN_DOC_SHARE)
+        learned = {t for t, p in places.items()
+                   if len(p) >= cls.MIN_PLACES and (count[t] >= cls.MIN_IN_FILE or docs[t] >= need)}
         # two letters or characters alone recur in ordinary dialogue ("嗯", "啊啊")
         return frozenset(t for t in learned if len(t) >= 3 or not t.isalpha())
+
+
+@register
+class Repeated(Rule):
+    name = "repeated"
+    help = ("lines that recur through a file or across many documents, in many places, and do not read as "
+            "prose (site navigation, typist credits, running headers, update-time lines), learned from the corpus")
+    order = 5
+
+    def scan(self, texts: list[str]):
+        rec = Recurrence()
+        for text in texts:
+            seen = set()
+            before = ""
+            for line in text.split("\n"):
+                if len(line) <= MAX_TEMPLATE + 20:  # (most lines of a book are longer: paragraphs)
+                    t = line_template(line)
+                    if t is not None:
+                        rec.add(t, before)
+                        seen.add(t)
+                before = line.strip(SPACE) or before
+            rec.end_document(seen)
+        return rec
+
+    def learn(self, scans: list, n_docs: int):
+        return Recurrence.learn(scans, n_docs)
 
     def apply(self, text: str, doc: Doc) -> str:
         learned = doc.learned.get(self.name)
@@ -153,12 +188,9 @@ class InParagraph:
 
     def __contains__(self, i: int) -> bool:
         if self._full is None:
-            from .paragraphs import detect_wrap, line_table
+            from .paragraphs import full_lines, line_table
 
-            t = line_table(self.text, self.doc)
-            wrap = detect_wrap(t, 0, len(t.lines))
-            idx = np.flatnonzero(~t.blank)
-            self._full = set(idx[wrap.full(t, idx)].tolist()) if wrap is not None else set()
+            self._full = full_lines(line_table(self.text, self.doc))
         if i in self._full:
             return True
         line = self.lines[i].rstrip(SPACE)
@@ -274,7 +306,8 @@ ADVERT_STRONG_RE = re.compile(ADVERT_STRONG)
 ADVERT_WEAK_RE = re.compile(ADVERT_WEAK)
 # What makes a recurring sentence an advert rather than a refrain of the story ("未知胜负如何，
 # 且看下文分解。" recurs 13 times in 三国演义): a site, or two calls to action.
-SITE_RE = re.compile(r"本站|网站|小说网|中文网|文学网|www\.|https?://|\.com|\.net|【[^】\n]{1,16}】")
+SITE_RE = re.compile(r"本站|网站|小说网|中文网|文学网|www\.|https?://|\.com|\.net"
+                     r"|【[^】\n]{0,12}(?:网|站|书城|书屋|阁|轩|小说|中文|www|com)[^】\n]{0,8}】")
 CALL_RE = re.compile(r"阅读|最新|章节|更新|收藏|推荐|正版|下载|手机|访问|搜索|订阅|投票|月票|首发|记得|提醒")
 # Literal-led hints for both rules (Python's re scans an alternation of literals fast, and
 # anything else slowly): the full patterns only run on the sentences or lines holding one.
@@ -344,8 +377,6 @@ class Adverts(Rule):
             "or a sentence naming a site that recurs through a file or across many documents")
     order = 62   # after hard_wrap: an advert cut by a wrap is one sentence again
 
-    MIN_IN_FILE, MIN_DOC_SHARE = 3, 1 / 200    # as for recurring lines
-
     def _sentences(self, text: str):
         end = -1
         for hint in ADVERT_HINT_RE.finditer(text):
@@ -355,20 +386,20 @@ class Adverts(Rule):
             yield s, end
 
     def scan(self, texts: list[str]):
-        found, docs = Counter(), Counter()
+        rec = Recurrence()
         for text in texts:
             seen = set()
             text = undo_wraps(text)  # the scan sees raw text: undo hard wraps roughly
             for s, e in self._sentences(text):
                 t = sentence_template(text[s:e])
                 if t is not None:
-                    found[t] += 1
+                    rec.add(t, text[max(0, s - 16):s])
                     seen.add(t)
-            docs.update(seen)
-        return found, docs
+            rec.end_document(seen)
+        return rec
 
     def learn(self, scans: list, n_docs: int):
-        return Repeated.learn(self, scans, n_docs)
+        return Recurrence.learn(scans, n_docs)
 
     def apply(self, text: str, doc: Doc) -> str:
         learned = doc.learned.get(self.name)
@@ -481,8 +512,9 @@ class Navigation(Rule):
             if not words:
                 continue
             rest = NAV_FILLER_RE.sub("", NAV_WORDS_RE.sub("", s))
-            # nothing but navigation: two items, or one short line that is an item
-            if len(rest) <= 0.25 * len(s) and (len(words) >= 2 or len(s) <= 6) and i not in inside:
+            # nothing but navigation: two items, or one short line that is an item (and not a
+            # piece of a wrapped sentence that happens to hold one)
+            if len(rest) <= 0.25 * len(s) and (len(words) >= 2 or (len(s) <= 6 and i not in inside)):
                 drop[i] = self.name
         return "\n".join(drop_lines(lines, drop, doc))
 

@@ -101,6 +101,7 @@ class LineTable:
         self.heading = np.zeros(len(starts), dtype=bool)
         for i in np.flatnonzero(((firstf & HEAD) != 0) & (clen <= 60)):
             self.heading[i] = is_heading(text[first[i]:last[i] + 1])
+        self.plan = None                                   # (wraps, region of each line), once computed
         nonblank = np.append(np.flatnonzero(has), -1)     # -1: no line after
         self.next_nonblank = nonblank[np.searchsorted(nonblank[:-1], np.arange(len(starts)) + 1)]
 
@@ -245,6 +246,35 @@ def regions(t: LineTable) -> list[tuple[int, int]]:
     return merged
 
 
+def wrap_plan(t: LineTable) -> tuple[list[Wrap], np.ndarray]:
+    """The wraps found, and for each line the index of its region's wrap (-1: not wrapped)."""
+    if t.plan is not None:
+        return t.plan
+    n = len(t.lines)
+    blocks = regions(t)
+    whole, *found = detect_wraps(t, [(0, n)] + blocks)
+    wraps: list[Wrap] = []
+    region = np.full(n, -1, dtype=np.int64)
+    for (a, b), wrap in zip(blocks, found):
+        if wrap is None and whole is not None and (~t.blank[a:b]).sum() < 2 * MIN_REGION:
+            wrap = Wrap(whole.measure, whole.width)
+        if wrap is not None:
+            wraps.append(read_style(wrap, t, a, b))
+            region[a:b] = len(wraps) - 1
+    t.plan = (wraps, region)
+    return t.plan
+
+
+def full_lines(t: LineTable) -> set[int]:
+    """Lines that reach their region's wrap width (so go on in the next line)."""
+    wraps, region = wrap_plan(t)
+    out: set[int] = set()
+    for r, wrap in enumerate(wraps):
+        idx = np.flatnonzero((region == r) & ~t.blank)
+        out.update(idx[wrap.full(t, idx)].tolist())
+    return out
+
+
 def joins(t: LineTable, p: np.ndarray, q: np.ndarray, wraps: list[Wrap], region: np.ndarray,
           soft: np.ndarray) -> np.ndarray:
     """For consecutive non-blank lines p -> q: is q the same paragraph as p?"""
@@ -285,16 +315,7 @@ class HardWrap(Rule):
         for i in doc.notes.get("soft_breaks", ()):
             if i < n:
                 soft[i] = True
-        blocks = regions(t)
-        whole, *found = detect_wraps(t, [(0, n)] + blocks)
-        wraps: list[Wrap] = []
-        region = np.full(n, -1, dtype=np.int64)
-        for (a, b), wrap in zip(blocks, found):
-            if wrap is None and whole is not None and (~t.blank[a:b]).sum() < 2 * MIN_REGION:
-                wrap = Wrap(whole.measure, whole.width)
-            if wrap is not None:
-                wraps.append(read_style(wrap, t, a, b))
-                region[a:b] = len(wraps) - 1
+        wraps, region = wrap_plan(t)
         if not wraps and not soft.any():
             return text
         nb = np.flatnonzero(~t.blank)

@@ -1,0 +1,214 @@
+"""The cleaning pipeline against ground truth: noise of every kind made from the real novels
+(bench/noise.py, seeds 0-9; the benchmark uses others), and what a person sees in the report."""
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from gpt2zh.clean import RULES, CleanOptions, FileReport, clean_text
+from gpt2zh.clean.dedup import find_duplicates, low_punctuation, signature
+from gpt2zh.corpus import clean_file
+
+sys.path.insert(0, str(ROOT / "bench"))
+import noise  # noqa: E402
+from cleaning import compare, mid_sentence_share  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def base(corpora) -> list[str]:
+    """About 120,000 characters of clean classical prose (two novels), a fixed point of the cleaner."""
+    paras = []
+    for name in ("xiyouji.gbk.txt", "shuihuzhuan.txt"):
+        text = clean_file(corpora / name, CleanOptions())[1][0].text
+        paras += text.split("\n")[:500]
+    text = "\n".join(paras)
+    for _ in range(3):
+        again = clean_text(text, CleanOptions(), FileReport("base"))
+        if again == text:
+            break
+        text = again
+    return text.split("\n")
+
+
+def run(paras, kinds, seed):
+    n = noise.make(paras, kinds, seed)
+    out = clean_text(n.text, CleanOptions(), FileReport("t"))
+    c = compare(n.truth, out)
+    truth_chars = len(n.truth) - n.truth.count("\n")
+    return n, c, truth_chars
+
+
+@pytest.mark.parametrize("kinds", [("navigation",), ("notices",), ("separators",), ("adverts",), ("html",),
+                                   ("mojibake",), ("debris",), ("masks",), ("page_markers",)])
+def test_each_kind_of_noise_is_removed_and_nothing_true_is_lost(base, kinds):
+    for seed in (0, 1):
+        n, c, truth_chars = run(base, kinds, seed)
+        injected = sum(n.noise.values())
+        assert injected > 0
+        assert c["noise_left"] <= 0.01 * injected, (kinds, seed, dict(c))
+        assert c["truth_lost"] <= 0.001 * truth_chars, (kinds, seed, dict(c))
+        assert c["headings_lost"] == 0
+
+
+def test_hard_wraps_of_any_width_are_rejoined(base):
+    breaks = left = merged = 0
+    for seed in range(6):  # widths 20-120 columns, indented or not, counted or not, blank lines or not
+        n, c, _ = run(base, ("wrap", "page_markers"), seed)
+        assert c["truth_lost"] == 0 and c["headings_lost"] == 0
+        breaks, left, merged = breaks + n.breaks, left + c["breaks_left"], merged + c["merged"]
+    assert breaks > 5000
+    assert left <= 0.01 * breaks, (left, breaks)
+
+
+def test_prose_that_looks_like_noise_is_kept(base):
+    for seed in (2, 3):
+        n, c, _ = run(base, ("prose_traps", "adverts", "notices", "navigation"), seed)
+        out = clean_text(n.text, CleanOptions(), FileReport("t"))
+        for trap in noise.TRAPS:
+            if trap in n.truth:
+                assert trap in out, trap
+
+
+def test_everything_at_once(base):
+    n, c, truth_chars = run(base, noise.KINDS, 4)
+    assert c["noise_left"] <= 0.02 * sum(n.noise.values())
+    assert c["truth_lost"] <= 0.002 * truth_chars
+    assert c["headings_lost"] == 0
+
+
+def test_a_download_site_copy_wrapped_at_33_characters(corpora):
+    """The shape that defeated the old detector: 33 characters a line, indented paragraph
+    starts, hanging punctuation, ----- Page N ----- markers inside paragraphs."""
+    clean = clean_file(corpora / "sanguoyanyi.gbk.txt", CleanOptions())[1][0].text
+    paras = clean.split("\n")[:800]
+    rng = random.Random(7)
+    lines, page = [], 1
+    for p in paras:
+        wrapped = noise.wrap_paragraph(p, 33, False, "　　", True, hanging=True) if not noise.is_heading(p) else [p]
+        for line in wrapped:
+            lines.append(line)
+            if rng.random() < 1 / 40:
+                lines += ["", f"----- Page {page} -----", ""]
+                page += 1
+    report = FileReport("x")
+    out = clean_text("\n".join(lines), CleanOptions(), report)
+    truth = "\n".join(paras)
+    assert report.dropped["page_markers"] > 0 and "Page" not in out
+    assert mid_sentence_share(out) <= mid_sentence_share(truth) + 0.01
+    assert compare(truth, out)["breaks_left"] <= 0.01 * sum(len(noise.wrap_paragraph(p, 33, False, "　　", True, True))
+                                                           for p in paras)
+
+
+def test_headings_poems_and_dialogue_turns_are_not_merged():
+    # a poem after "诗曰：", short lines, a heading, a dialogue turn in an unindented wrapped text
+    wrapped = ["第一回 开篇", "话说天下大势，分久必合，合久必分。周末七国分争，并入于秦。及秦灭之后，楚、汉分争", "，又并入于汉。",
+               "诗曰：", "滚滚长江东逝水，浪花淘尽英雄。", "是非成败转头空，青山依旧在。"]
+    wide = ["汉朝自高祖斩白蛇而起义，一统天下，后来光武中兴，传至献帝，遂分为三国。推其致乱之由，殆",
+            "始于桓、灵二帝。桓帝禁锢善类，崇信宦官。及桓帝崩，灵帝即位，大将军窦武、太傅陈蕃共相辅",
+            "佐。时有宦官曹节等弄权，窦武、陈蕃谋诛之，机事不密，反为所害，中涓自此愈横。"] * 6
+    text = "\n".join(wrapped + wide + ["第二回 再说", "“你来了。”他说。"] + wide)
+    out = clean_text(text, CleanOptions(), FileReport("x")).split("\n")
+    assert "第一回 开篇" in out and "第二回 再说" in out and "诗曰：" in out
+    assert "滚滚长江东逝水，浪花淘尽英雄。" in out
+    assert any(line.startswith("“你来了。”他说。") for line in out)
+
+
+def test_garbage_in_a_real_noisy_copy_is_found_and_listed(corpora):
+    report, docs = clean_file(corpora / "noisy" / "sanguoyanyi_updatetime.txt", CleanOptions())
+    assert report.dropped["garbage"] > 300 and report.flagged
+    for f in report.flagged:
+        assert f["scope"] in ("span", "paragraph") and f["text"]
+    text = docs[0].text
+    assert "\ue3d5" not in text and "\ue000" not in text  # private-use characters of the GBK round trip
+    # the clean editions lose almost nothing to it (rare names and lists of fish are not garbage)
+    for name in ("xiyouji.gbk.txt", "sanguoyanyi.gbk.txt", "shuihuzhuan.txt"):
+        r, _ = clean_file(corpora / name, CleanOptions())
+        assert r.dropped["garbage"] <= 0.0002 * r.input_chars, (name, r.dropped["garbage"], r.flagged)
+
+
+def test_garbage_scope_paragraph_drops_the_whole_paragraph():
+    good = "话说天下大势，分久必合，合久必分。"
+    bad = noise.gbk_shift("周末七国分争，并入于秦。及秦灭之后，楚、汉分争，又并入于汉。汉朝自高祖斩白蛇而起义")
+    text = f"{good}\n{good}{bad}{good}\n{good}"
+    span = clean_text(text, CleanOptions(), FileReport("a")).split("\n")
+    para = clean_text(text, CleanOptions(garbage_scope="paragraph"), FileReport("b")).split("\n")
+    assert span == [good, good + good, good] and para == [good, good]
+    with pytest.raises(ValueError):
+        CleanOptions(garbage_scope="chapter")
+
+
+def test_urls_and_emails_stop_at_hanzi():
+    for raw, kept in [("请看http://www.abc.com/x.shtml后面的字。", "请看后面的字。"),
+                      ("网址www.abc.com后面还有话要说，很长的一句话。", "网址后面还有话要说，很长的一句话。"),
+                      ("有事请写信到ab_c@sina.com.cn，我们会回复，这是一句很长的话。", "有事请写信到，我们会回复，这是一句很长的话。"),
+                      ("他在book.sina.com.cn上看到了这个消息，很高兴地告诉了大家。", "他在上看到了这个消息，很高兴地告诉了大家。")]:
+        report = FileReport("x")
+        assert clean_text(raw, CleanOptions(), report) == kept
+        assert report.balanced()
+
+
+def test_rules_come_from_the_registry():
+    names = CleanOptions.rule_names()
+    assert names == sorted(names, key=lambda n: RULES[n].order)
+    for expected in ("repeated", "html", "notices", "navigation", "page_markers", "hard_wrap", "adverts", "urls",
+                     "garbage", "junk_runs", "masks", "whitespace", "placeholders", "to_simplified"):
+        assert expected in names
+    assert CleanOptions().placeholders is False and CleanOptions().garbage is True
+    from gpt2zh.cli import build_parser
+
+    text = build_parser()._subparsers._group_actions[0].choices["prepare"].format_help()
+    for name in names:
+        assert name.replace("_", "-") in text
+
+
+def test_near_duplicates_and_unpunctuated_copies(corpora):
+    xiyou = clean_file(corpora / "xiyouji.gbk.txt", CleanOptions())[1][0].text
+    sanguo = clean_file(corpora / "sanguoyanyi.gbk.txt", CleanOptions())[1][0].text
+    shuihu = clean_file(corpora / "shuihuzhuan.txt", CleanOptions())[1][0].text
+    no_commas = sanguo.replace("，", "")
+    half = shuihu[: len(shuihu) // 2]  # a different book's chapters are not a duplicate of the rest
+    sigs = [signature(n, t) for n, t in [("xiyou", xiyou), ("sanguo", sanguo), ("nocomma", no_commas),
+                                         ("shuihu", shuihu[len(shuihu) // 2:]), ("half", half)]]
+    dropped = find_duplicates(sigs)
+    assert set(dropped) == {2} and dropped[2][0] == 1   # the comma-stripped copy, as a copy of sanguo
+    stripped = shuihu.replace("，", "").replace("。", "").replace("、", "")
+    sigs = [signature("a", xiyou), signature("b", sanguo), signature("c", stripped)]
+    assert set(low_punctuation(sigs, set())) == {2}
+
+
+def test_prepare_names_and_drops_a_second_edition(tmp_path, corpora, capsys):
+    from gpt2zh.cli import main
+
+    code = main(["prepare", "--quiet", str(corpora / "xiyouji.gbk.txt"), str(corpora / "noisy" / "xiyouji_rain8.gbk.txt"),
+                 str(corpora / "sanguoyanyi.gbk.txt"), "--out", str(tmp_path / "a"), "--num-shards", "4"])
+    out = capsys.readouterr().out
+    assert code == 0 and "duplicate dropped" in out and "xiyouji_rain8" in out
+    m = json.loads((tmp_path / "a" / "manifest.json").read_text(encoding="utf-8"))
+    files = {Path(f["path"]).name: f for f in m["cleaning"]["files"]}
+    assert files["xiyouji_rain8.gbk.txt"]["kept_chars"] == 0 and files["xiyouji_rain8.gbk.txt"]["duplicates"]
+    assert m["cleaning"]["balanced"]
+    code = main(["prepare", "--quiet", str(corpora / "xiyouji.gbk.txt"), str(corpora / "noisy" / "xiyouji_rain8.gbk.txt"),
+                 "--out", str(tmp_path / "b"), "--num-shards", "4", "--keep-duplicates"])
+    assert code == 0
+    m = json.loads((tmp_path / "b" / "manifest.json").read_text(encoding="utf-8"))
+    assert all(f["kept_chars"] > 0 for f in m["cleaning"]["files"])
+
+
+def test_report_html_shows_drops_in_context(novel_shards):
+    html = (novel_shards / "report.html").read_text(encoding="utf-8")
+    report = json.loads((novel_shards / "report.json").read_text(encoding="utf-8"))
+    assert html.startswith("<!doctype html>") and "http" not in html.split("<body>")[0]  # nothing from a CDN
+    for rule, n in report["total"]["dropped"].items():
+        if n and rule not in ("line_ends", "blank_lines", "whitespace", "bom"):
+            assert f"<h3>{rule} — " in html, rule
+    assert html.count("<mark>") >= 30
+    assert "Duplicates dropped (3)" in html and "Garbage passages flagged" in html
+    assert report["total"]["bytes"] == sum(f["bytes"] for f in report["files"]) > 0
+    from gpt2zh.clean.html_report import render
+
+    assert render(report, seed=0) == render(report, seed=0) != render(report, seed=1)

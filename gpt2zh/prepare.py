@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import signal
 import sys
@@ -34,7 +33,7 @@ from .clean.dedup import Signature, find_duplicates, low_punctuation, signature
 from .clean.report import summarize
 from .locks import DirLock
 from .shards import atomic_output_dir, encode_documents, token_dtype, write_shard_set
-from .vocab import build_corpus_char_tokenizer, counts_to_counter, resolve_vocab, specials_of
+from .vocab import build_corpus_char_tokenizer, char_counts_sparse, counts_to_counter, resolve_vocab, specials_of
 
 BATCH_CHARS = 8 << 20     # characters per encoding batch: large enough for both cores, small enough for RAM
 MAX_SHARDS = 100_000      # more files than this is a mistake, not a plan
@@ -73,19 +72,34 @@ class PrepareConfig:
 class DocInfo:
     name: str
     chars: int                  # kept characters (train + val + the break cut at the split)
-    train_chars: int
-    val_chars: int
+    train: tuple[int, int]      # [start, end) of its training text in the file's train stream (with its NUL)
+    val: tuple[int, int]        # ... and of its validation text in the val stream
     signature: Signature
+    counts: tuple | None = None  # (code points, counts) of the training text, for a character vocabulary
+
+    @property
+    def train_chars(self) -> int:
+        return max(0, self.train[1] - self.train[0] - 1)
+
+    @property
+    def val_chars(self) -> int:
+        return max(0, self.val[1] - self.val[0] - 1)
 
 
 @dataclass
 class CleanedFile:
     """What a worker sends back: the report, where the clean split documents wait on disk,
-    and each document's facts for the corpus-level steps."""
+    and each document's facts for the corpus-level steps. On disk, per file, two streams of
+    code points (train and val): each document's text followed by NUL, uint16 when the file
+    has no character beyond the BMP (2 bytes a character, less than the UTF-8 of hanzi)."""
 
     report: FileReport
-    path: Path | None            # pickled [(train_text, val_text)] per document; None when nothing was kept
+    path: Path | None            # work-dir prefix of the streams; None when nothing was kept
     docs: list[DocInfo] = field(default_factory=list)
+    dtype: str = "uint16"
+
+    def stream(self, which: int) -> np.ndarray:
+        return np.fromfile(f"{self.path}.{'train' if which == 0 else 'val'}", dtype=self.dtype)
 
 
 # ----------------------------------------------------------------------------
@@ -100,19 +114,26 @@ def _scan(args):
 def _clean(args) -> CleanedFile:
     """Clean and split one input file in a worker; write its documents to the work dir so
     that memory holds one file at a time however large the corpus."""
-    index, path, opts, replace, val_fraction, work, learned = args
+    index, path, opts, replace, val_fraction, work, learned, char_vocab = args
     report, docs = clean_file(Path(path), opts, replace, learned)
     if not docs:
         return CleanedFile(report, None)
-    parts, infos = [], []
+    trains, vals, infos = [], [], []
+    t_pos = v_pos = 0
     for d in docs:
         tr, va = split_document(d.text, val_fraction)
-        parts.append((tr, va))
-        infos.append(DocInfo(d.source, len(d.text), len(tr), len(va), signature(d.source, d.text)))
-    out = Path(work) / f"{index:06d}.pkl"
-    with open(out, "wb") as f:
-        pickle.dump(parts, f, protocol=pickle.HIGHEST_PROTOCOL)
-    return CleanedFile(report, out, infos)
+        t_len, v_len = (len(tr) + 1 if tr else 0), (len(va) + 1 if va else 0)   # (+1: its NUL)
+        trains += [tr] if tr else []
+        vals += [va] if va else []
+        infos.append(DocInfo(d.source, len(d.text), (t_pos, t_pos + t_len), (v_pos, v_pos + v_len),
+                             signature(d.source, d.text), char_counts_sparse([tr]) if char_vocab else None))
+        t_pos, v_pos = t_pos + t_len, v_pos + v_len
+    out = Path(work) / f"{index:06d}"
+    streams = [_code_points(trains), _code_points(vals)]
+    dtype = "uint16" if all(int(a.max(initial=0)) < 0x10000 for a in streams) else "uint32"
+    for a, suffix in zip(streams, ("train", "val")):
+        a.astype(dtype).tofile(f"{out}.{suffix}")
+    return CleanedFile(report, out, infos, dtype)
 
 
 def run_parallel(pool, fn, jobs: list, sizes: list[int], desc: str, progress: bool) -> list:
@@ -161,7 +182,7 @@ def learn_corpus(pool, files: list[Path], sizes: list[int], cfg: PrepareConfig) 
 
 def clean_all(pool, files: list[Path], sizes: list[int], cfg: PrepareConfig, work: Path,
               learned: dict | None) -> list[CleanedFile]:
-    jobs = [(i, str(p), cfg.clean, cfg.replace_bad_bytes, cfg.val_fraction, str(work), learned)
+    jobs = [(i, str(p), cfg.clean, cfg.replace_bad_bytes, cfg.val_fraction, str(work), learned, cfg.vocab == "char")
             for i, p in enumerate(files)]
     return run_parallel(pool, _clean, jobs, sizes, "clean", cfg.progress)
 
@@ -190,14 +211,23 @@ def dedup(cleaned: list[CleanedFile], keep_duplicates: bool) -> set[tuple[int, i
     return gone
 
 
-def kept_documents(cleaned: list[CleanedFile], dropped: set, which: int):
-    """The train (which=0) or val (which=1) texts of every kept document, one file at a time."""
+def kept_streams(cleaned: list[CleanedFile], dropped: set, which: int):
+    """The train (which=0) or val (which=1) code points of every kept document (each
+    followed by NUL), one file at a time."""
     for f, c in enumerate(cleaned):
         if c.path is None:
             continue
-        with open(c.path, "rb") as fh:
-            parts = pickle.load(fh)
-        yield [p[which] for d, p in enumerate(parts) if (f, d) not in dropped and p[which]]
+        stream = c.stream(which)
+        spans = [doc.train if which == 0 else doc.val for d, doc in enumerate(c.docs) if (f, d) not in dropped]
+        if len(spans) < len(c.docs):
+            stream = np.concatenate([stream[a:b] for a, b in spans]) if spans else stream[:0]
+        if len(stream):
+            yield stream
+
+
+def stream_texts(stream: np.ndarray) -> list[str]:
+    text = stream.astype(np.uint32).tobytes().decode("utf-32-le")
+    return text.split("\x00")[:-1]
 
 
 def char_lookup(tok, dtype) -> np.ndarray | None:
@@ -221,20 +251,22 @@ def char_lookup(tok, dtype) -> np.ndarray | None:
 
 def _code_points(texts: list[str]) -> np.ndarray:
     # each document followed by NUL, the end-of-document mark of char_lookup
+    if not texts:
+        return np.zeros(0, dtype=np.uint32)
     return np.frombuffer(("\x00".join(texts) + "\x00").encode("utf-32-le"), dtype=np.uint32)
 
 
 def vocabulary(cfg: PrepareConfig, cleaned: list[CleanedFile], dropped: set):
     if cfg.vocab == "char":
         total = np.zeros(0x110000, dtype=np.int64)  # summed in numpy: thousands of small files stay cheap
-        for texts in kept_documents(cleaned, dropped, 0):
-            if texts:
-                cps = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
-                counts = np.bincount(cps)
-                total[:len(counts)] += counts
+        for f, c in enumerate(cleaned):
+            for d, doc in enumerate(c.docs):
+                if (f, d) not in dropped:
+                    cps, n = doc.counts
+                    total[cps] += n
         nz = np.flatnonzero(total)
         return build_corpus_char_tokenizer(counts_to_counter(nz, total[nz]), cfg.min_count)
-    texts = [t for ts in kept_documents(cleaned, dropped, 0) for t in ts] if cfg.vocab == "words" else []
+    texts = [t for st in kept_streams(cleaned, dropped, 0) for t in stream_texts(st)] if cfg.vocab == "words" else []
     return resolve_vocab(cfg.vocab, texts, cfg.min_count)
 
 
@@ -248,18 +280,24 @@ def encode_to_file(tok, cleaned: list[CleanedFile], dropped: set, which: int, dt
     batch: list[str] = []
     size = 0
     with open(out, "wb") as f:
+        def put(ids: np.ndarray) -> None:
+            nonlocal n_tok, n_unk
+            ids.tofile(f)
+            n_tok += len(ids)
+            n_unk += int((ids == unk).sum())
+
         def flush():
-            nonlocal n_tok, n_unk, batch, size
+            nonlocal batch, size
             if batch:
-                ids = lut[_code_points(batch)] if lut is not None else encode_documents(tok, batch, dtype, progress, desc)
-                ids.tofile(f)
-                n_tok += len(ids)
-                n_unk += int((ids == unk).sum())
+                put(encode_documents(tok, batch, dtype, progress, desc))
             batch, size = [], 0
 
-        for texts in kept_documents(cleaned, dropped, which):
-            batch += texts
-            size += sum(map(len, texts))
+        for stream in kept_streams(cleaned, dropped, which):
+            if lut is not None:   # a character vocabulary: one table lookup, no tokenizer
+                put(lut[stream])
+                continue
+            batch += stream_texts(stream)
+            size += len(stream)
             if size >= BATCH_CHARS:
                 flush()
         flush()

@@ -129,10 +129,12 @@ START = np.log(np.array([0.96, 0.01, 0.01, 0.01, 0.01])).tolist()
 WINDOW, MIN_ODD, PAD = 8, 3, 16   # candidate regions: >= MIN_ODD odd characters in WINDOW, padded
 
 
-def emissions(cls: np.ndarray, outside: np.ndarray) -> np.ndarray:
+def emissions(cls: np.ndarray, regions: list[tuple[int, int]]) -> np.ndarray:
     """log P(class | state), (states, classes + blank); the clean row from the text outside
     the candidate regions."""
-    counts = np.bincount(cls[outside], minlength=N_CLASSES + 1)[:N_CLASSES].astype(np.float64)
+    inside = np.concatenate([cls[s:e] for s, e in regions])
+    counts = (np.bincount(cls, minlength=N_CLASSES + 1) - np.bincount(inside, minlength=N_CLASSES + 1))
+    counts = counts[:N_CLASSES].astype(np.float64)
     clean = (counts + PRIOR_WEIGHT * CLEAN_PRIOR) / (counts.sum() + PRIOR_WEIGHT)
     rows = STATES.copy()
     rows[0] = np.maximum(clean, 1e-5)
@@ -140,24 +142,31 @@ def emissions(cls: np.ndarray, outside: np.ndarray) -> np.ndarray:
     return np.concatenate([np.log(rows), np.zeros((N_STATES, 1))], axis=1)  # column B: blanks
 
 
-def candidate_regions(cps: np.ndarray, cls: np.ndarray) -> tuple[list[tuple[int, int]], np.ndarray | None]:
-    """Stretches of one line where odd characters (rare hanzi, symbols, '?') cluster, and
-    the mask of all of them."""
+def candidate_regions(cps: np.ndarray, cls: np.ndarray) -> list[tuple[int, int]]:
+    """Stretches of one line where odd characters (rare hanzi, symbols, '?') cluster."""
     n = len(cls)
-    odd = ((cls == W) | (cls == S) | (cls == Q)).astype(np.int32)
-    if n < WINDOW or odd.sum() < MIN_ODD:
-        return [], None
-    cs = np.concatenate(([0], np.cumsum(odd)))
+    odd = (cls == W) | (cls == S) | (cls == Q)
+    if n < WINDOW or np.count_nonzero(odd) < MIN_ODD:
+        return []
+    cs = np.concatenate(([0], np.cumsum(odd, dtype=np.int32)))
     hot = np.flatnonzero(cs[WINDOW:] - cs[:-WINDOW] >= MIN_ODD)
     if not len(hot):
-        return [], None
-    # each hot window, padded, covers its span
-    cover = (np.bincount(np.maximum(hot - PAD, 0), minlength=n + 1)
-             - np.bincount(np.minimum(hot + WINDOW + PAD, n), minlength=n + 1))
-    inside = np.cumsum(cover[:-1]) > 0
-    inside[cps == 10] = False                             # never across a line break: judged per paragraph
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], inside.astype(np.int8), [0]))))
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])], inside
+        return []
+    # each hot window, padded, covers a span; the spans all have one length, so their ends are
+    # sorted too, and they merge where one starts before the last one ended
+    starts, ends = np.maximum(hot - PAD, 0), np.minimum(hot + WINDOW + PAD, n)
+    gaps = np.flatnonzero(starts[1:] > ends[:-1])
+    merged = zip(starts[np.concatenate(([0], gaps + 1))].tolist(), ends[np.concatenate((gaps, [len(ends) - 1]))].tolist())
+    newlines = np.flatnonzero(cps == 10)
+    out = []
+    for s, e in merged:  # never across a line break: garbage is judged per paragraph
+        for nl in newlines[np.searchsorted(newlines, s):np.searchsorted(newlines, e)].tolist():
+            if nl > s:
+                out.append((s, nl))
+            s = nl + 1
+        if e > s:
+            out.append((s, e))
+    return out
 
 
 def viterbi(seqs: list[np.ndarray], logE: np.ndarray) -> list[np.ndarray]:
@@ -198,10 +207,10 @@ def viterbi(seqs: list[np.ndarray], logE: np.ndarray) -> list[np.ndarray]:
 def garbage_spans(text: str) -> list[tuple[int, int]]:
     """[start, end) spans of `text` that the model reads as garbage."""
     cps, cls = classify(text)
-    regions, inside = candidate_regions(cps, cls)
+    regions = candidate_regions(cps, cls)
     if not regions:
         return []
-    logE = emissions(cls, ~inside)
+    logE = emissions(cls, regions)
     bad = np.zeros(len(cls) + 2, dtype=np.int8)
     for (s, e), states in zip(regions, viterbi([cls[s:e] for s, e in regions], logE)):
         bad[s + 1:e + 1] = states >= GARBAGE_STATES[0]

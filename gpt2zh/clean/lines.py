@@ -60,15 +60,14 @@ def line_template(line: str) -> str | None:
     s = line.strip(SPACE)
     if not 2 <= len(s) <= MAX_TEMPLATE or s[-1] in PROSE_END and not BRACKETED_RE.match(s):
         return None
-    prose = reads_as_prose(s)
+    if reads_as_prose(s):
+        return None
     if HEADING_START_RE.search(s):
         if is_heading(s):
             return None
         h = heading_inside(s)
         if h:  # "吴承恩--西游记--第一回 …": the running header before a heading
             return INNER_SPACE_RE.sub(" ", DIGITS_RE.sub("0", s[:h].rstrip(SPACE))) + "§"
-    if prose:
-        return None
     if len(s) <= 40 and (PAGE_MARKER_RE.fullmatch(s) or SEPARATOR_RE.fullmatch(s)):
         return None  # the page_markers and separators rules know these (and where a page broke)
     return INNER_SPACE_RE.sub(" ", DIGITS_RE.sub("0", s))

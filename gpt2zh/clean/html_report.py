@@ -35,13 +35,15 @@ th { background: #f3f3f3; text-align: left; } td.n { text-align: right; font-var
 .ok { color: #176b2c; font-weight: bold; } .bad { color: #b00020; font-weight: bold; }
 .sample { font-size: 0.95em; margin: 0.2em 0; padding: 0.3em 0.6em; background: #fafafa; border-left: 3px solid #ddd;
           white-space: pre-wrap; word-break: break-all; }
+.sample mark .br { color: #b00020; }
 mark { background: #ffd2d2; text-decoration: line-through; text-decoration-color: #b00020; }
 .ctx { color: #666; } .br { color: #999; } .muted { color: #777; font-size: 0.9em; }
 """
 
 
 def _e(s: str) -> str:
-    return html.escape(s).replace("\n", '<span class="br">⏎</span>\n')
+    # a line break shows as ⏎ and breaks nothing: each sample stays one line of context
+    return html.escape(s).replace("\n", '<span class="br">⏎</span>')
 
 
 def _sample(before: str, dropped: str, after: str) -> str:

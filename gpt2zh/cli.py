@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 
 from .corpus import RULE_HELP, CleanOptions
 
@@ -223,47 +224,69 @@ def run_eval(args) -> int:
 # generate
 
 
+def add_sampling_flags(p) -> None:
+    """The sampling and repetition controls `generate` and `serve` share (their defaults are
+    SamplingConfig's and RepetitionConfig's)."""
+    from .decoding import SamplingConfig
+    from .repetition import RepetitionConfig
+
+    s, r = SamplingConfig(), RepetitionConfig()
+    p.add_argument("--temperature", type=float, default=s.temperature, help="sampling temperature")
+    p.add_argument("--top-k", type=int, default=s.top_k, help="keep the k most likely tokens (0 = off)")
+    p.add_argument("--top-p", type=float, default=s.top_p, help="nucleus: keep tokens up to this probability mass")
+    p.add_argument("--repetition-penalty", type=float, default=s.repetition_penalty,
+                   help="sign-aware penalty on tokens of the last --penalty-window tokens (1.0 = off)")
+    p.add_argument("--penalty-window", type=int, default=s.penalty_window, help="tokens the repetition penalty sees")
+    p.add_argument("--repetition", choices=["off", "penalize", "rollback"], default=r.mode,
+                   help="countermeasure when the repetition detector fires")
+    p.add_argument("--dry-multiplier", type=float, default=r.dry_multiplier, help="DRY sequence penalty strength (0 = off)")
+    p.add_argument("--dry-base", type=float, default=r.dry_base, help="DRY penalty growth per repeated token")
+    p.add_argument("--dry-allowed", type=int, default=r.dry_allowed, help="repeats shorter than this are not penalized")
+    p.add_argument("--max-copy", type=int, default=r.max_copy, help="a repeated run this long (tokens) fires the detector")
+
+
+def sampling_from_args(args, **extra):
+    from .decoding import SamplingConfig
+    from .repetition import RepetitionConfig
+
+    rep = RepetitionConfig(mode=args.repetition, dry_multiplier=args.dry_multiplier, dry_base=args.dry_base,
+                           dry_allowed=args.dry_allowed, max_copy=args.max_copy)
+    return SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                          repetition_penalty=args.repetition_penalty, penalty_window=args.penalty_window,
+                          repetition=rep, **extra)
+
+
 def add_generate(sub) -> None:
     p = sub.add_parser("generate", help="write long text from a prompt, far past the context window",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Sample with a KV cache, re-anchoring on the prompt when the window fills; "
                                    "long-range repetition is detected over the whole text and countered "
                                    "(DRY penalty, rollback and resample, stop after repeated failures).")
     p.add_argument("--model", required=True, help="model directory or run directory (uses best/)")
     p.add_argument("--prompt", default="", help="the opening text")
-    p.add_argument("--prompt-file", help="read the prompt from this UTF-8 file")
-    p.add_argument("--length", type=int, default=2000, help="characters to write per sample [2000]")
-    p.add_argument("--temperature", type=float, default=0.9)
-    p.add_argument("--top-k", type=int, default=40, help="0 = off")
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--repetition-penalty", type=float, default=1.0, help="sign-aware, over --penalty-window tokens")
-    p.add_argument("--penalty-window", type=int, default=64)
-    p.add_argument("--repetition", choices=["off", "penalize", "rollback"], default="rollback",
-                   help="countermeasure when the detector fires [rollback]")
-    p.add_argument("--dry-multiplier", type=float, default=0.8, help="DRY sequence penalty strength (0 = off)")
-    p.add_argument("--dry-base", type=float, default=1.75)
-    p.add_argument("--dry-allowed", type=int, default=4, help="repeats shorter than this are not penalized")
-    p.add_argument("--max-copy", type=int, default=20, help="a repeated run this long (tokens) fires the detector")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--prompt-file", help="read the prompt from this file (UTF-8, GBK/GB18030, UTF-16 with BOM)")
+    p.add_argument("--length", type=int, default=2000, help="characters to write per sample")
+    add_sampling_flags(p)
+    p.add_argument("--seed", type=int, help="random seed (sample i uses seed + i); none: a new one each run")
+    p.add_argument("--num-samples", type=int, default=1, help="samples to write")
+    p.add_argument("--batch-size", type=int, default=1, help="samples written at once (they still differ)")
     p.add_argument("--out-dir", help="save sample_NNN.txt and its report sample_NNN.json here")
-    p.add_argument("--device", help="cpu or cuda [auto]")
+    p.add_argument("--device", help="cpu or cuda (none: cuda when there is one)")
     p.add_argument("--no-stream", action="store_true", help="print samples when done, not as they are written")
     p.set_defaults(func=run_generate)
 
 
 def run_generate(args) -> int:
-    from pathlib import Path
+    from .generate import LongFormGenerator, format_report, read_prompt, save_samples
 
-    from .generate import LongFormGenerator, RepetitionConfig, SamplingConfig, format_report, save_samples
-
-    prompt = Path(args.prompt_file).read_text(encoding="utf-8") if args.prompt_file else args.prompt
-    rep = RepetitionConfig(mode=args.repetition, dry_multiplier=args.dry_multiplier, dry_base=args.dry_base,
-                           dry_allowed=args.dry_allowed, max_copy=args.max_copy)
-    cfg = SamplingConfig(length=args.length, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                         repetition_penalty=args.repetition_penalty, penalty_window=args.penalty_window,
-                         seed=args.seed, num_samples=args.num_samples, batch_size=args.batch_size, repetition=rep)
+    prompt = read_prompt(args.prompt_file) if args.prompt_file else args.prompt
+    cfg = sampling_from_args(args, length=args.length, seed=args.seed, num_samples=args.num_samples,
+                             batch_size=args.batch_size)
     gen = LongFormGenerator(args.model, device=args.device)
+    unknown = gen.unknown_count(prompt)
+    if unknown:
+        print(f"gpt2zh generate: warning: {unknown} character(s) of the prompt are not in the model's vocabulary "
+              "and read as unknown", file=sys.stderr)
     stream = not args.no_stream and args.batch_size == 1
 
     def on_text(i: int, text: str) -> None:
@@ -276,7 +299,7 @@ def run_generate(args) -> int:
             samples = gen.generate(prompt, cfg, progress=True)
             break
         sys.stdout.write(f"=== sample {i} ===\n{prompt}")
-        one = SamplingConfig(**{**cfg.__dict__, "num_samples": 1, "seed": None if cfg.seed is None else cfg.seed + i})
+        one = replace(cfg, num_samples=1, seed=None if cfg.seed is None else cfg.seed + i)
         s = gen.generate(prompt, one, on_text)[0]
         s["sample"] = i
         samples.append(s)

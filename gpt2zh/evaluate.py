@@ -85,7 +85,7 @@ def evaluate_model(model_dir: str | Path, files: list[str] | None = None, data: 
                    cfg: EvalConfig | None = None, device: str | None = None, progress: bool = False) -> dict:
     """Perplexity of text files (cleaned as in training) or of a shard set's validation split."""
     from .corpus import load_corpus
-    from .generate import load_token_table, resolve_model_dir
+    from .decoding import load_token_table, resolve_model_dir
     from .model import load_model
     from .shards import load_tokens
     from .train import token_char_lengths

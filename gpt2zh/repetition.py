@@ -150,3 +150,26 @@ def repetition_report(text: str, events: RepetitionEvents | None = None) -> dict
                     "rolled_back_tokens": events.rolled_back_tokens, "stopped": events.stopped,
                     "fired_by": dict(events.reasons)})
     return rep
+
+
+def repeated_spans(text: str, min_len: int = 12) -> list[list[int]]:
+    """[start, end) character spans of the text that occur more than once (at least min_len
+    long, merged where they touch): what a reader sees as repeated passages."""
+    if len(text) < 2 * min_len:
+        return []
+    first: dict[str, int] = {}
+    hit = bytearray(len(text) + 1)
+    for i in range(len(text) - min_len + 1):
+        piece = text[i:i + min_len]
+        j = first.setdefault(piece, i)
+        if j != i:
+            hit[i:i + min_len] = b"\x01" * min_len
+            hit[j:j + min_len] = b"\x01" * min_len
+    spans, start = [], None
+    for i, h in enumerate(hit):
+        if h and start is None:
+            start = i
+        elif not h and start is not None:
+            spans.append([start, i])
+            start = None
+    return spans

@@ -1,0 +1,458 @@
+"""The decoding engine: slots over a static KV cache, for `generate` and for `serve`.
+
+Each row of the decoder's cache is a slot. A request takes a free slot at the next step
+and frees it when it is finished, stopped or cancelled (continuous batching, as vLLM and
+llama.cpp's server do). A slot owns everything of its request: its position, its window
+(re-prefilled from the anchor and the recent text when the cache fills; GPT-2's positions
+are absolute, so a full cache cannot be shifted), its repetition detector and rollbacks,
+its sampling settings and its random generator. Sampling runs on the CPU from the step's
+logits, so a request with a given seed writes the same text alone or among others.
+
+Past the context: when a slot's cache is full, it is re-prefilled once from the anchor (the
+memory text, or the head of the prompt) plus the most recent ~3/4 of the window, cut at a
+sentence start, with an author's note (if any) a few dozen tokens before the end. The cost
+per token stays flat however long the text.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .decoding import (GenerationError, SamplingConfig, StaticDecoder, apply_repetition_penalty, filter_logits,
+                       load_token_table, resolve_model_dir)
+from .repetition import SENTENCE_END, RepetitionEvents, SuffixAutomaton, ngram_repetition, repetition_report
+
+HOLD = 160          # tokens held back from a stream by default: a rollback never unsays streamed text
+NOTE_DEPTH = 48     # an author's note goes this many tokens before the end of the window
+
+
+@dataclass
+class Request:
+    """One sample to write. `on_text` receives the text as it becomes final (in the engine's
+    thread); the result is in `result` once `done` is set."""
+
+    prompt: str
+    cfg: SamplingConfig
+    seed: int | None = None
+    memory: str = ""                 # kept in context however long the text grows (the anchor)
+    note: str = ""                   # the author's note, placed near the end of the context
+    max_tokens: int | None = None    # a cap in tokens, besides cfg.length in characters
+    stop: tuple[str, ...] = ()
+    hold: int = HOLD
+    on_text: Callable[[str], None] | None = None
+    on_done: Callable[[], None] | None = None   # called (in the engine's thread) once `result` is set
+    tag: object = None               # the caller's name for it (a sample index, a choice index)
+    cancelled: bool = False
+    result: dict | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class Slot:
+    req: Request
+    gen: torch.Generator
+    prompt: list[int]                # prompt ids (with the leading end-of-text)
+    anchor: list[int]                # what every window starts with
+    history: list[int]               # prompt ids after the anchor: the start of the text the window slides over
+    note: list[int]
+    ctx: list[int] = field(default_factory=list)     # tokens whose keys/values sit (or will sit) in the cache
+    frozen: int = 0                  # ctx[:frozen] is anchor and note: a rollback reaching it needs a refill
+    tokens: list[int] = field(default_factory=list)  # generated so far
+    chars: int = 0
+    sam: SuffixAutomaton = field(default_factory=SuffixAutomaton)
+    sentences: dict = field(default_factory=dict)    # sentence -> token index where it ended
+    sentence_start: int = 0          # token index where the current sentence began
+    bans: dict = field(default_factory=dict)         # token index -> ids not to sample there
+    boost_until: int = 0             # stronger DRY until this token index (after the detector fired)
+    fail_streak: int = 0             # rollbacks without real progress since the first of them
+    fail_mark: int = 0               # token count the streak must pass to be forgiven
+    events: RepetitionEvents = field(default_factory=RepetitionEvents)
+    rollbacks_at: list = field(default_factory=list)  # character offsets where text was rewritten
+    status: str = "ok"
+    finish: str | None = None        # why it ended: length, stop, repetition, cancelled
+    stop_at: int | None = None       # the character offset where a stop sequence began
+    streamed: int = 0                # tokens already handed to on_text
+    streamed_chars: int = 0
+    refills: int = 0
+    needs_refill: bool = False       # a rollback reached behind the cached window
+    started: float = field(default_factory=time.perf_counter)
+    first_token_s: float | None = None
+
+
+class Engine:
+    def __init__(self, model_dir: str | Path, device: str | None = None, dtype: str = "auto", slots: int = 1,
+                 cuda_graphs: bool = True):
+        from .model import load_model
+
+        self.cuda_graphs = cuda_graphs
+        self.model_dir = resolve_model_dir(model_dir)
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dtype == "auto":
+            tdtype = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        else:
+            tdtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+        self.model = load_model(self.model_dir, dtype=tdtype).to(dev).eval()
+        self.device, self.dtype = dev, tdtype
+        self.n_ctx = self.model.config.n_positions
+        self.table = load_token_table(self.model_dir, self.model.config.vocab_size)
+        self._banned = torch.tensor(self.table.banned, dtype=torch.long)
+        self._sentence_end_ids = {i for i, p in enumerate(self.table.pieces) if p and p[-1] in SENTENCE_END}
+        self.dec: StaticDecoder | None = None
+        self.slots: list[Slot | None] = []
+        self.waiting: collections.deque[Request] = collections.deque()
+        self.lock = threading.Condition()
+        self.step_times: list[float] = []   # one stamp per decoding step, for benchmarks
+        self.reserve(slots)
+
+    # -- slots
+
+    def reserve(self, n: int) -> None:
+        """A decoder with `n` rows (only between requests)."""
+        if self.dec is not None and self.dec.batch == n:
+            return
+        if any(s is not None for s in self.slots):
+            raise GenerationError("cannot resize the engine while requests run")
+        # With several rows the steps keep one shape, so that rows do not depend on each other.
+        self.dec = StaticDecoder(self.model, n, self.dtype, static=n > 1)
+        if self.cuda_graphs:
+            self.dec.capture()
+        self.slots = [None] * n
+
+    def encode(self, text: str) -> list[int]:
+        return self.table.encode(text)
+
+    def unknown_count(self, text: str) -> int:
+        unk = self.table.tok.token_to_id("<unk>")
+        if unk is None:
+            unk = self.table.tok.token_to_id("[UNK]")
+        return sum(1 for i in self.encode(text) if i == unk) if unk is not None else 0
+
+    def submit(self, req: Request) -> None:
+        """Queue a request; it takes a slot at the next step. Thread-safe."""
+        with self.lock:
+            self.waiting.append(req)
+            self.lock.notify()
+
+    def cancel(self, req: Request) -> None:
+        req.cancelled = True
+        with self.lock:
+            self.lock.notify()
+
+    def busy_slots(self) -> int:
+        return sum(1 for s in self.slots if s is not None)
+
+    def _open(self, req: Request) -> Slot:
+        prompt = self.encode(req.prompt)
+        if self.table.eos_id is not None:
+            prompt = [self.table.eos_id] + prompt  # documents start after an end-of-text in training
+        if not prompt:
+            raise GenerationError("empty prompt, and the tokenizer has no end-of-text token to start from")
+        memory = self.encode(req.memory)[: self.n_ctx // 3] if req.memory.strip() else []
+        note = self.encode(req.note)[: self.n_ctx // 8] if req.note.strip() else []
+        if memory:  # the memory text is the anchor; the whole prompt is text the window slides over
+            anchor = ([self.table.eos_id] if self.table.eos_id is not None else []) + memory
+            history = prompt[1:] if self.table.eos_id is not None else prompt
+        else:
+            anchor = prompt[: max(1, self.n_ctx // 4)]
+            history = prompt[len(anchor):]
+        gen = torch.Generator()
+        gen.manual_seed(req.seed if req.seed is not None else time.time_ns() % 2**31)
+        return Slot(req, gen, prompt, anchor, history, note, sam=SuffixAutomaton(prompt))
+
+    def _window(self, s: Slot) -> list[int]:
+        """Anchor + the most recent tokens (prompt and generated), about 3/4 of n_ctx in all,
+        starting at a sentence start when one is near; the note a little before the end."""
+        budget = max(8, (3 * self.n_ctx) // 4 - len(s.anchor) - len(s.note))
+        tail = (s.history + s.tokens)[-budget:]
+        for i, t in enumerate(tail[: len(tail) // 4]):
+            if t in self._sentence_end_ids:
+                tail = tail[i + 1:]
+                break
+        if s.note and tail:
+            depth = min(NOTE_DEPTH, len(tail))
+            s.frozen = len(s.anchor) + len(tail) - depth + len(s.note)
+            return s.anchor + tail[:-depth] + s.note + tail[-depth:]
+        s.frozen = len(s.anchor)
+        return s.anchor + tail + s.note
+
+    def _refill(self, b: int, s: Slot) -> None:
+        s.ctx = self._window(s)
+        s.refills += 1
+        s.needs_refill = False
+        if len(s.ctx) > 1:
+            ids = torch.tensor([s.ctx[:-1]], device=self.device)
+            self.dec.forward(ids, torch.zeros(1, dtype=torch.long, device=self.device), rows=slice(b, b + 1))
+
+    def _admit(self) -> None:
+        for b in range(len(self.slots)):
+            while self.slots[b] is None:
+                with self.lock:  # (held only to take from the queue: prefilling runs outside it)
+                    if not self.waiting:
+                        return
+                    req = self.waiting.popleft()
+                if req.cancelled:
+                    self._close(None, req, "cancelled")
+                    continue
+                try:
+                    s = self._open(req)
+                except GenerationError as e:
+                    req.result = {"sample": req.tag, "error": str(e)}
+                    self._done(req)
+                    continue
+                self.slots[b] = s
+                self._refill(b, s)
+
+    # -- detection and countermeasures
+
+    def _rollback(self, s: Slot, n: int, reason: str) -> None:
+        n = min(n, len(s.tokens))
+        if n <= 0:
+            return
+        keep = len(s.tokens) - n
+        first = s.tokens[keep]
+        s.tokens = s.tokens[:keep]
+        s.chars = len(self.table.text(s.tokens))
+        s.bans = {k: v for k, v in s.bans.items() if k <= keep}  # later positions: another text now
+        s.bans.setdefault(keep, set()).add(first)
+        s.sam = SuffixAutomaton(s.prompt + s.tokens)
+        s.sentences = {t: i for t, i in s.sentences.items() if i <= keep}
+        s.sentence_start = min(s.sentence_start, keep)
+        while s.sentence_start > 0 and s.tokens[s.sentence_start - 1] not in self._sentence_end_ids:
+            s.sentence_start -= 1
+        # the cache still holds the kept tokens unless the window moved past them
+        if len(s.ctx) - n > s.frozen:
+            s.ctx = s.ctx[:-n]
+        else:
+            s.needs_refill = True
+        s.events.rolled_back += 1
+        s.events.rolled_back_tokens += n
+        s.events.reasons[f"rollback:{reason}"] += 1
+        s.rollbacks_at.append(s.chars)
+
+    def _after_token(self, s: Slot, t: int) -> None:
+        rc = s.req.cfg.repetition
+        s.tokens.append(t)
+        s.ctx.append(t)
+        s.chars += len(self.table.pieces[t])
+        repeat = s.sam.extend(t)
+        if rc.mode == "off":
+            return
+        fired = None
+        if repeat >= rc.max_copy:
+            fired, back = "copy", repeat
+        elif t in self._sentence_end_ids:
+            sentence = self.table.text(s.tokens[s.sentence_start:]).strip()
+            n_tok = len(s.tokens) - s.sentence_start
+            if len(sentence) >= rc.min_sentence and sentence in s.sentences:
+                fired, back = "sentence", n_tok
+            else:
+                s.sentences.setdefault(sentence, len(s.tokens))
+            s.sentence_start = len(s.tokens)
+        if fired is None and len(s.tokens) % 50 == 0 and s.chars >= rc.ngram_window:
+            window = self.table.text(s.tokens[-rc.ngram_window:])[-rc.ngram_window:]
+            if ngram_repetition(window, 8) > rc.ngram_threshold:
+                s.events.fired += 1
+                s.events.reasons["ngram"] += 1
+                s.boost_until = len(s.tokens) + rc.boost_tokens
+        if s.fail_streak and len(s.tokens) > s.fail_mark:
+            s.fail_streak = 0  # it got well past the trouble: forgive
+        if fired is None:
+            return
+        s.events.fired += 1
+        s.events.reasons[fired] += 1
+        s.boost_until = len(s.tokens) + rc.boost_tokens
+        if rc.mode == "rollback" and back <= len(s.tokens) - s.streamed:  # never unsay streamed text
+            if s.fail_streak >= rc.max_failures:
+                s.finish, s.status = "repetition", "stopped: repetition"
+                s.events.stopped = True
+                return
+            if s.fail_streak == 0:
+                s.fail_mark = len(s.tokens) + 100
+            s.fail_streak += 1
+            self._rollback(s, back, fired)
+
+    def _sample(self, s: Slot, logits: torch.Tensor) -> int:
+        """One token for slot `s` from its row of logits (on the CPU, with its own generator)."""
+        cfg, rc = s.req.cfg, s.req.cfg.repetition
+        logits[self._banned] = float("-inf")
+        if cfg.repetition_penalty != 1.0:
+            apply_repetition_penalty(logits[None], [s.tokens[-cfg.penalty_window:]], cfg.repetition_penalty)
+        if rc.mode != "off":
+            mult = rc.dry_multiplier
+            if len(s.tokens) < s.boost_until:  # the detector fired recently: push harder
+                mult = rc.boost * max(rc.dry_multiplier, 0.5)
+            pen = s.sam.dry_penalties(rc.dry_allowed, rc.dry_base, mult) if mult > 0 else None
+            if pen:
+                logits[torch.tensor(list(pen.keys()))] -= torch.tensor(list(pen.values()), dtype=logits.dtype)
+        ban = s.bans.get(len(s.tokens))
+        if ban:
+            logits[torch.tensor(sorted(ban))] = float("-inf")
+        logits = filter_logits(logits[None] / cfg.temperature, cfg.top_k, cfg.top_p)[0]
+        return int(torch.multinomial(logits.softmax(-1), 1, generator=s.gen))
+
+    # -- the loop
+
+    def step(self) -> bool:
+        """One decoding step for every slot in use (after admitting waiting requests).
+        Returns False when there was nothing to do."""
+        self._admit()
+        active = []
+        for b, s in enumerate(self.slots):
+            if s is None:
+                continue
+            if s.req.cancelled:
+                self._finish(b, "cancelled")
+                continue
+            if s.needs_refill or len(s.ctx) > self.n_ctx:
+                self._refill(b, s)
+            active.append(b)
+        if not active:
+            return False
+        ids = torch.zeros((len(self.slots), 1), dtype=torch.long)
+        pos = torch.zeros(len(self.slots), dtype=torch.long)
+        for b in active:
+            ids[b, 0], pos[b] = self.slots[b].ctx[-1], len(self.slots[b].ctx) - 1
+        logits = self.dec.step(ids.to(self.device), pos.to(self.device)).float().cpu()
+        now = time.perf_counter()
+        self.step_times.append(now)
+        for b in active:
+            s = self.slots[b]
+            self._after_token(s, self._sample(s, logits[b]))
+            if s.first_token_s is None:
+                s.first_token_s = now - s.started
+            self._check_end(s)
+            if s.finish is not None:
+                self._finish(b, s.finish)
+            else:
+                self._stream(s)
+        return True
+
+    def _check_end(self, s: Slot) -> None:
+        req = s.req
+        if s.finish is None and req.stop:
+            k = max(map(len, req.stop)) + 1
+            tail = self.table.text(s.tokens[-k:])
+            hits = [tail.find(x) for x in req.stop if x and x in tail]
+            if hits:
+                s.stop_at, s.finish = s.chars - len(tail) + min(hits), "stop"
+        if s.finish is None and (s.chars >= req.cfg.length or
+                                 (req.max_tokens is not None and len(s.tokens) >= req.max_tokens)):
+            s.finish = "length"
+
+    def _stream(self, s: Slot) -> None:
+        if s.req.on_text is None:
+            return
+        hold = max(s.req.hold, max(map(len, s.req.stop), default=0) + 1)
+        upto = len(s.tokens) - hold
+        if upto > s.streamed:
+            piece = self.table.text(s.tokens[s.streamed:upto])
+            s.streamed, s.streamed_chars = upto, s.streamed_chars + len(piece)
+            s.req.on_text(piece)
+
+    def final_text(self, s: Slot) -> str:
+        text = self.table.text(s.tokens)
+        if s.stop_at is not None:
+            return text[: s.stop_at]
+        return text[: s.req.cfg.length]
+
+    def _finish(self, b: int, reason: str) -> None:
+        s = self.slots[b]
+        self.slots[b] = None
+        self._close(s, s.req, reason)
+
+    def _close(self, s: Slot | None, req: Request, reason: str) -> None:
+        if s is None:
+            req.result = {"sample": req.tag, "status": "cancelled", "finish_reason": "cancelled", "text": "",
+                          "tokens": 0, "prompt_tokens": 0}
+            self._done(req)
+            return
+        text = self.final_text(s)
+        if req.on_text is not None and len(text) > s.streamed_chars and reason != "cancelled":
+            req.on_text(text[s.streamed_chars:])
+        seconds = max(time.perf_counter() - s.started, 1e-9)
+        req.result = {
+            "sample": req.tag, "status": s.status if reason != "cancelled" else "cancelled", "finish_reason": reason,
+            "text": text, "report": repetition_report(text, s.events),
+            "tokens": len(s.tokens), "prompt_tokens": len(s.prompt) - (self.table.eos_id is not None),
+            "refills": s.refills - 1, "rollbacks_at": [c for c in s.rollbacks_at if c <= len(text)],
+            "seconds": round(seconds, 3), "tokens_per_s": round(len(s.tokens) / seconds, 1),
+            "time_to_first_token_s": round(s.first_token_s or 0.0, 4),
+            "queued_s": round(s.started - req.submitted, 4),
+        }
+        self._done(req)
+
+    @staticmethod
+    def _done(req: Request) -> None:
+        req.done.set()
+        if req.on_done is not None:
+            req.on_done()
+
+    def run(self, requests: list[Request], on_step: Callable[[], None] | None = None) -> list[dict]:
+        """Write every request here and now (for `generate`); results in order."""
+        for r in requests:
+            self.submit(r)
+        while not all(r.done.is_set() for r in requests):
+            self.step()
+            if on_step is not None:
+                on_step()
+        return [r.result for r in requests]
+
+    def serve_forever(self, stop: threading.Event) -> None:
+        """The server's engine thread: step while there is work, sleep while there is none."""
+        while not stop.is_set():
+            with self.lock:
+                while not stop.is_set() and not self.waiting and all(s is None for s in self.slots):
+                    self.lock.wait(0.5)
+            if not stop.is_set():
+                self.step()
+
+    def progress_chars(self) -> int:
+        return sum(min(s.chars, s.req.cfg.length) for s in self.slots if s is not None)
+
+
+class LongFormGenerator(Engine):
+    """`gpt2zh generate` from Python: samples of a prompt, `batch_size` at a time."""
+
+    def __init__(self, model_dir: str | Path, device: str | None = None, dtype: str = "auto",
+                 cuda_graphs: bool = True):
+        super().__init__(model_dir, device, dtype, slots=1, cuda_graphs=cuda_graphs)
+
+    def generate(self, prompt: str, cfg: SamplingConfig, on_text: Callable[[int, str], None] | None = None,
+                 progress: bool = False) -> list[dict]:
+        """One dict per sample: text, status, repetition report, timing. Sample i is seeded with
+        seed + i, so a sample is the same written alone or in a batch. With `progress` (for
+        output that is not streamed) a bar counts the characters written."""
+        from tqdm import tqdm
+
+        self.reserve(min(cfg.batch_size, cfg.num_samples))
+        base = cfg.seed if cfg.seed is not None else time.time_ns() % 2**31
+        reqs = [Request(prompt, cfg, seed=base + i, tag=i,
+                        on_text=(lambda t, i=i: on_text(i, t)) if on_text else None)
+                for i in range(cfg.num_samples)]
+        bar = tqdm(total=cfg.length * cfg.num_samples, desc="generate", unit="char", disable=not progress,
+                   leave=False)
+        written = [0]
+
+        def tick() -> None:
+            now = sum(len(r.result["text"]) for r in reqs if r.done.is_set()) + self.progress_chars()
+            bar.update(max(0, now - written[0]))
+            written[0] = max(written[0], now)
+
+        t0 = time.perf_counter()
+        self.step_times = [t0]
+        results = self.run(reqs, tick if progress else None)
+        bar.close()
+        for r in results:
+            if "error" in r:
+                raise GenerationError(r["error"])
+        total = time.perf_counter() - t0
+        for r in results:  # throughput of the whole batch, as before
+            r["tokens_per_s"] = round(sum(x["tokens"] for x in results) / max(total, 1e-9), 1)
+        return results

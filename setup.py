@@ -7,10 +7,12 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["gpt2zh", "gpt2zh.clean", "gpt2zh.configs", "gpt2zh.vocab_data"],
+    packages=["gpt2zh", "gpt2zh.clean", "gpt2zh.configs", "gpt2zh.vocab_data", "gpt2zh.web"],
     # configs/ and vocab/ live at the top level of the repository; a wheel carries them inside the package.
     package_dir={"gpt2zh": "gpt2zh", "gpt2zh.configs": "configs", "gpt2zh.vocab_data": "vocab"},
-    package_data={"gpt2zh.configs": ["*.json"], "gpt2zh.vocab_data": ["gb2312/*.json", "*.py"]},
+    # the writing page is served from files inside the package: no CDN, no internet needed
+    package_data={"gpt2zh.configs": ["*.json"], "gpt2zh.vocab_data": ["gb2312/*.json", "*.py"],
+                  "gpt2zh.web": ["*.html", "*.css", "*.js"]},
     install_requires=[
         "torch>=2.3,<3",
         "transformers>=4.45",
@@ -25,7 +27,10 @@ setup(
         "opencc>=1.1",
         "tqdm>=4.60",
         "safetensors>=0.4",
+        "fastapi>=0.110",
+        "uvicorn>=0.29",
     ],
-    extras_require={"test": ["pytest>=7"], "tensorboard": ["tensorboard"]},
+    extras_require={"test": ["pytest>=7", "httpx>=0.27", "openai>=1.30", "selenium>=4.20", "psutil>=5.9"],
+                    "tensorboard": ["tensorboard"]},
     entry_points={"console_scripts": ["gpt2zh = gpt2zh.cli:main"]},
 )

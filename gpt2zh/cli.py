@@ -227,7 +227,7 @@ def run_eval(args) -> int:
 def add_sampling_flags(p) -> None:
     """The sampling and repetition controls `generate` and `serve` share (their defaults are
     SamplingConfig's and RepetitionConfig's)."""
-    from .decoding import SamplingConfig
+    from .sampling import SamplingConfig
     from .repetition import RepetitionConfig
 
     s, r = SamplingConfig(), RepetitionConfig()
@@ -246,7 +246,7 @@ def add_sampling_flags(p) -> None:
 
 
 def sampling_from_args(args, **extra):
-    from .decoding import SamplingConfig
+    from .sampling import SamplingConfig
     from .repetition import RepetitionConfig
 
     rep = RepetitionConfig(mode=args.repetition, dry_multiplier=args.dry_multiplier, dry_base=args.dry_base,
@@ -312,6 +312,46 @@ def run_generate(args) -> int:
     if args.out_dir:
         paths = save_samples(samples, args.out_dir, prompt)
         print(f"saved {len(paths)} sample(s) to {args.out_dir}", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# serve
+
+
+def add_serve(sub) -> None:
+    from .serve import ServeConfig
+
+    d = ServeConfig(model="")
+    p = sub.add_parser("serve", help="the writing studio in the browser and an OpenAI-compatible completions API",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Loads the model once and serves the writing page at / and the OpenAI "
+                                   "completions API at /v1 (GET /v1/models, POST /v1/completions, streaming by "
+                                   "server-sent events), many requests at once: each request takes a row (slot) of "
+                                   "the decoder's batch at the next step and frees it when done, so a request with "
+                                   "a seed writes the same text alone or among others. The sampling flags below are "
+                                   "the defaults a request can override. Ctrl-C stops it.")
+    p.add_argument("--model", required=True, help="model directory or run directory (uses best/)")
+    p.add_argument("--host", default=d.host, help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=d.port, help="port (0: any free port)")
+    p.add_argument("--max-batch", type=int, default=d.max_batch, help="slots: requests written at once")
+    p.add_argument("--max-queue", type=int, default=d.max_queue,
+                   help="requests waiting for a slot before new ones are refused (429)")
+    p.add_argument("--max-tokens", type=int, default=d.max_tokens,
+                   help="a request's max_tokens above this is capped to it, with a notice")
+    p.add_argument("--hold", type=int, default=d.hold,
+                   help="tokens held back from a stream so that a rollback never unsays streamed text")
+    p.add_argument("--device", help="cpu or cuda (none: cuda when there is one)")
+    add_sampling_flags(p)
+    p.set_defaults(func=run_serve)
+
+
+def run_serve(args) -> int:
+    from .serve import ServeConfig, serve
+
+    serve(ServeConfig(model=args.model, host=args.host, port=args.port, max_batch=args.max_batch,
+                      max_queue=args.max_queue, max_tokens=args.max_tokens, hold=args.hold, device=args.device,
+                      sampling=sampling_from_args(args)))
     return 0
 
 
@@ -383,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_eval(sub)
     add_generate(sub)
+    add_serve(sub)
     return parser
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .repetition import RepetitionConfig
+from .repetition import RepetitionConfig  # noqa: F401  (re-exported)
+from .sampling import SamplingConfig  # noqa: F401  (re-exported)
 
 
 class GenerationError(Exception):
@@ -98,6 +99,16 @@ def load_token_table(model_dir: Path, model_vocab: int) -> TokenTable:
 # Static-cache decoder over GPT-2 weights
 
 
+class _BlockWeights:
+    def __init__(self, blk):
+        self.ln_1 = (blk.ln_1.weight, blk.ln_1.bias)
+        self.ln_2 = (blk.ln_2.weight, blk.ln_2.bias)
+        self.qkv_w, self.qkv_b = blk.attn.c_attn.weight, blk.attn.c_attn.bias
+        self.proj_w, self.proj_b = blk.attn.c_proj.weight, blk.attn.c_proj.bias
+        self.fc_w, self.fc_b = blk.mlp.c_fc.weight, blk.mlp.c_fc.bias
+        self.out_w, self.out_b = blk.mlp.c_proj.weight, blk.mlp.c_proj.bias
+
+
 class StaticDecoder:
     """GPT-2 forward with a preallocated (layers, batch, heads, n_ctx, head_dim) KV cache.
     Matches GPT2LMHeadModel's logits (tested) with a fraction of its per-token overhead."""
@@ -121,9 +132,11 @@ class StaticDecoder:
         self.k = torch.zeros(shape, device=self.device, dtype=self.dtype)
         self.v = torch.zeros(shape, device=self.device, dtype=self.dtype)
         t = model.transformer
-        self.wte, self.wpe, self.ln_f = t.wte.weight, t.wpe.weight, t.ln_f
+        self.wte, self.wpe = t.wte.weight, t.wpe.weight
         self.lm_head = model.lm_head.weight
-        self.blocks = list(t.h)
+        # the weights as plain tensors: module attribute look-ups cost more than a tiny model's matmuls
+        self.blocks = [_BlockWeights(b) for b in t.h]
+        self.ln_f = (t.ln_f.weight, t.ln_f.bias)
         self._keys = torch.arange(self.n_ctx, device=self.device)
         self._bidx = torch.arange(batch, device=self.device)
         self._graph = None
@@ -133,7 +146,7 @@ class StaticDecoder:
         self.scales = [base / (i + 1) if c.scale_attn_by_inverse_layer_idx else base for i in range(c.n_layer)]
 
     def _ln(self, ln, x):
-        return F.layer_norm(x, (self.n_embd,), ln.weight, ln.bias, self.eps)
+        return F.layer_norm(x, (self.n_embd,), ln[0], ln[1], self.eps)
 
     @torch.no_grad()
     def step_static(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -146,17 +159,17 @@ class StaticDecoder:
         bidx = self._bidx[:B, None]
         for layer, blk in enumerate(self.blocks):
             h = self._ln(blk.ln_1, x)
-            qkv = torch.addmm(blk.attn.c_attn.bias, h.view(B, self.n_embd), blk.attn.c_attn.weight)
+            qkv = torch.addmm(blk.qkv_b, h.view(B, self.n_embd), blk.qkv_w)
             q, k, v = qkv.view(B, 1, 3, H, D).unbind(2)
             self.k[layer][bidx, :, qpos] = k
             self.v[layer][bidx, :, qpos] = v
             y = F.scaled_dot_product_attention(q.transpose(1, 2), self.k[layer], self.v[layer], attn_mask=mask,
                                                scale=self.scales[layer])
             y = y.transpose(1, 2).reshape(B, self.n_embd)
-            x = x + torch.addmm(blk.attn.c_proj.bias, y, blk.attn.c_proj.weight).view(B, 1, -1)
+            x = x + torch.addmm(blk.proj_b, y, blk.proj_w).view(B, 1, -1)
             h = self._ln(blk.ln_2, x).view(B, -1)
-            h = self.act(torch.addmm(blk.mlp.c_fc.bias, h, blk.mlp.c_fc.weight))
-            x = x + torch.addmm(blk.mlp.c_proj.bias, h, blk.mlp.c_proj.weight).view(B, 1, -1)
+            h = self.act(torch.addmm(blk.fc_b, h, blk.fc_w))
+            x = x + torch.addmm(blk.out_b, h, blk.out_w).view(B, 1, -1)
         x = self._ln(self.ln_f, x[:, -1])
         return (x @ self.lm_head.t()).float()
 
@@ -215,7 +228,7 @@ class StaticDecoder:
         bidx = torch.arange(B, device=self.device)[:, None]
         for layer, blk in enumerate(self.blocks):
             h = self._ln(blk.ln_1, x)
-            qkv = torch.addmm(blk.attn.c_attn.bias, h.view(-1, self.n_embd), blk.attn.c_attn.weight)
+            qkv = torch.addmm(blk.qkv_b, h.view(-1, self.n_embd), blk.qkv_w)
             q, k, v = qkv.view(B, S, 3, H, D).unbind(2)                         # (B, S, H, D)
             kc, vc = self.k[layer, rows], self.v[layer, rows]                  # (B, H, n_ctx, D) views
             kc[bidx, :, qpos] = k                                             # write in place
@@ -223,42 +236,16 @@ class StaticDecoder:
             y = F.scaled_dot_product_attention(q.transpose(1, 2), kc[:, :, :T], vc[:, :, :T], attn_mask=mask,
                                                scale=self.scales[layer])
             y = y.transpose(1, 2).reshape(B * S, self.n_embd)
-            x = x + torch.addmm(blk.attn.c_proj.bias, y, blk.attn.c_proj.weight).view(B, S, -1)
+            x = x + torch.addmm(blk.proj_b, y, blk.proj_w).view(B, S, -1)
             h = self._ln(blk.ln_2, x).view(B * S, -1)
-            h = self.act(torch.addmm(blk.mlp.c_fc.bias, h, blk.mlp.c_fc.weight))
-            x = x + torch.addmm(blk.mlp.c_proj.bias, h, blk.mlp.c_proj.weight).view(B, S, -1)
+            h = self.act(torch.addmm(blk.fc_b, h, blk.fc_w))
+            x = x + torch.addmm(blk.out_b, h, blk.out_w).view(B, S, -1)
         x = self._ln(self.ln_f, x[:, -1])
         return (x @ self.lm_head.t()).float()
 
 
 # ----------------------------------------------------------------------------
 # Sampling
-
-
-@dataclass
-class SamplingConfig:
-    length: int = 2000            # characters to write per sample
-    temperature: float = 0.9
-    top_k: int = 40
-    top_p: float = 0.95
-    repetition_penalty: float = 1.0   # sign-aware; 1.0 = off
-    penalty_window: int = 64          # recent tokens it looks at
-    seed: int | None = None
-    num_samples: int = 1
-    batch_size: int = 1
-    repetition: RepetitionConfig = field(default_factory=RepetitionConfig)
-
-    def __post_init__(self):
-        if self.length < 1:
-            raise ValueError("length must be >= 1 character")
-        if self.temperature <= 0:
-            raise ValueError("temperature must be > 0")
-        if not 0 < self.top_p <= 1:
-            raise ValueError("top_p must be in (0, 1]")
-        if self.top_k < 0 or self.repetition_penalty <= 0:
-            raise ValueError("top_k must be >= 0 and repetition_penalty > 0")
-        if self.num_samples < 1 or self.batch_size < 1:
-            raise ValueError("num_samples and batch_size must be >= 1")
 
 
 def apply_repetition_penalty(logits: torch.Tensor, recent: list[list[int]], penalty: float) -> None:
@@ -286,5 +273,16 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tenso
     return logits
 
 
-# ----------------------------------------------------------------------------
-# One sample's state
+def sample_token(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
+                 gen: torch.Generator | None = None) -> int:
+    """One token from a row of logits: the same distribution as filter_logits + softmax, but
+    with top-k set it sorts and samples only the k best (torch.multinomial over the whole
+    vocabulary costs more than a small model's forward step)."""
+    if not top_k or top_k >= logits.numel():
+        probs = filter_logits(logits[None] / temperature, top_k, top_p)[0].softmax(-1)
+        return int(torch.multinomial(probs, 1, generator=gen))
+    vals, idx = torch.topk(logits / temperature, top_k)          # sorted, best first
+    probs = vals.softmax(-1)
+    if top_p < 1.0:
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
+    return int(idx[torch.multinomial(probs, 1, generator=gen)])

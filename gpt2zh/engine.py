@@ -24,8 +24,8 @@ from typing import Callable
 
 import torch
 
-from .decoding import (GenerationError, SamplingConfig, StaticDecoder, apply_repetition_penalty, filter_logits,
-                       load_token_table, resolve_model_dir)
+from .decoding import (GenerationError, SamplingConfig, StaticDecoder, apply_repetition_penalty,
+                       load_token_table, resolve_model_dir, sample_token)
 from .repetition import SENTENCE_END, RepetitionEvents, SuffixAutomaton, ngram_repetition, repetition_report
 
 HOLD = 160          # tokens held back from a stream by default: a rollback never unsays streamed text
@@ -109,6 +109,7 @@ class Engine:
         self.waiting: collections.deque[Request] = collections.deque()
         self.lock = threading.Condition()
         self.step_times: list[float] = []   # one stamp per decoding step, for benchmarks
+        self.finished: collections.Counter = collections.Counter()   # requests ended, by reason
         self.reserve(slots)
 
     # -- slots
@@ -294,8 +295,7 @@ class Engine:
         ban = s.bans.get(len(s.tokens))
         if ban:
             logits[torch.tensor(sorted(ban))] = float("-inf")
-        logits = filter_logits(logits[None] / cfg.temperature, cfg.top_k, cfg.top_p)[0]
-        return int(torch.multinomial(logits.softmax(-1), 1, generator=s.gen))
+        return sample_token(logits, cfg.temperature, cfg.top_k, cfg.top_p, s.gen)
 
     # -- the loop
 
@@ -349,7 +349,9 @@ class Engine:
     def _stream(self, s: Slot) -> None:
         if s.req.on_text is None:
             return
-        hold = max(s.req.hold, max(map(len, s.req.stop), default=0) + 1)
+        # The hold grows with the text (half of it, up to req.hold): the first words go out at
+        # once, and the longer the text, the longer the rollback it still allows.
+        hold = max(min(s.req.hold, len(s.tokens) // 2), max(map(len, s.req.stop), default=0) + 1)
         upto = len(s.tokens) - hold
         if upto > s.streamed:
             piece = self.table.text(s.tokens[s.streamed:upto])
@@ -368,6 +370,7 @@ class Engine:
         self._close(s, s.req, reason)
 
     def _close(self, s: Slot | None, req: Request, reason: str) -> None:
+        self.finished[reason] += 1
         if s is None:
             req.result = {"sample": req.tag, "status": "cancelled", "finish_reason": "cancelled", "text": "",
                           "tokens": 0, "prompt_tokens": 0}

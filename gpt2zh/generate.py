@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from .decoding import (GenerationError, SamplingConfig, StaticDecoder, TokenTable, apply_repetition_penalty,  # noqa: F401
-                       filter_logits, load_token_table, resolve_model_dir)
+                       filter_logits, load_token_table, resolve_model_dir, sample_token)
 from .engine import Engine, LongFormGenerator, Request  # noqa: F401
 from .repetition import RepetitionConfig  # noqa: F401
 

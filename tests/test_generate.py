@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gpt2zh.generate import (LongFormGenerator, SamplingConfig, StaticDecoder, apply_repetition_penalty,
-                             filter_logits)
+                             filter_logits, sample_token)
 from gpt2zh.repetition import (RepetitionConfig, SuffixAutomaton, longest_repeated_substring, ngram_repetition,
                                repetition_report)
 
@@ -55,6 +55,19 @@ def test_top_k_and_top_p():
     assert torch.isinf(filter_logits(logits, 2, 1.0)[0, 2:]).all()
     kept = ~torch.isinf(filter_logits(logits, 0, 0.7)[0])
     assert kept.tolist() == [True, True, False, False]
+
+
+def test_sample_token_draws_from_the_filtered_distribution():
+    """The top-k fast path samples the same distribution as filter_logits + softmax."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(500, generator=g) * 2
+    for top_k, top_p in ((10, 1.0), (10, 0.8), (0, 0.9)):
+        expected = filter_logits(logits[None] / 0.7, top_k, top_p)[0].softmax(-1)
+        counts = torch.zeros(500)
+        for _ in range(20000):
+            counts[sample_token(logits, 0.7, top_k, top_p, g)] += 1
+        assert counts[expected == 0].sum() == 0              # nothing outside the filter
+        assert (counts / 20000 - expected).abs().max() < 0.015
 
 
 def test_report_metrics():

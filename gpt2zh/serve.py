@@ -1,0 +1,402 @@
+"""`gpt2zh serve`: the writing studio in the browser and an OpenAI-compatible completions API.
+
+One model, loaded once; one engine thread decoding all requests together (`engine.Engine`:
+the rows of the KV cache are slots that requests take and free at any step); FastAPI on
+uvicorn in front. Streams are server-sent events ending in `data: [DONE]`, as the OpenAI
+clients expect. A pretrained model continues text: there is no chat endpoint.
+"""
+# (no `from __future__ import annotations`: FastAPI reads the handlers' annotations at run time)
+import asyncio
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .sampling import SamplingConfig
+from .repetition import RepetitionConfig, repeated_spans
+
+WEB = Path(__file__).resolve().parent / "web"
+
+
+@dataclass
+class ServeConfig:
+    model: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_batch: int = 8            # slots: requests written at once
+    max_queue: int = 64           # requests waiting for a slot before new ones get 429
+    max_n: int = 8                # choices per request
+    max_tokens: int = 8192        # a larger max_tokens is capped to this (with a notice)
+    max_length: int = 50_000      # characters per choice
+    max_prompt_chars: int = 200_000
+    hold: int = 32                # tokens held back from a stream (a rollback never unsays streamed text)
+    device: str | None = None
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def __post_init__(self):
+        for name in ("max_batch", "max_queue", "max_n", "max_tokens", "max_length", "max_prompt_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+
+
+class ApiError(Exception):
+    """An error the client gets as an OpenAI error object."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+# ----------------------------------------------------------------------------
+# Parsing a completion request
+
+
+def _number(body: dict, name: str, kind, default, low=None, high=None, low_open=False):
+    v = body.get(name, default)
+    if v is None:
+        return default
+    ok = isinstance(v, bool) is False and (isinstance(v, int) if kind is int else isinstance(v, (int, float)))
+    if not ok:
+        raise ApiError(400, f"'{name}' must be {'an integer' if kind is int else 'a number'}, got {v!r}", name)
+    if low is not None and (v <= low if low_open else v < low):
+        raise ApiError(400, f"'{name}' must be {'>' if low_open else '>='} {low}, got {v}", name)
+    if high is not None and v > high:
+        raise ApiError(400, f"'{name}' must be <= {high}, got {v}", name)
+    return kind(v)
+
+
+def _string(body: dict, name: str, default: str = "") -> str:
+    v = body.get(name, default)
+    if v is None:
+        return default
+    if not isinstance(v, str):
+        raise ApiError(400, f"'{name}' must be a string", name)
+    return v
+
+
+@dataclass
+class Completion:
+    prompt: str
+    n: int
+    stream: bool
+    include_usage: bool
+    max_tokens: int | None
+    stop: tuple[str, ...]
+    seed: int | None
+    memory: str
+    note: str
+    cfg: SamplingConfig
+    notices: list[str]
+
+
+def parse_completion(body, cfg: ServeConfig, model_ids: set[str]) -> Completion:
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    model = body.get("model")
+    if model is not None and model not in model_ids:
+        raise ApiError(404, f"the model '{model}' does not exist; this server has {sorted(model_ids)[0]}",
+                       "model", "model_not_found")
+    prompt = body.get("prompt", "")
+    if isinstance(prompt, list):
+        if len(prompt) != 1 or not isinstance(prompt[0], str):
+            raise ApiError(400, "'prompt' must be a string or a list of one string (token ids are not taken)",
+                           "prompt")
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise ApiError(400, "'prompt' must be a string", "prompt")
+    if len(prompt) > cfg.max_prompt_chars:
+        raise ApiError(413, f"the prompt has {len(prompt):,} characters; this server takes at most "
+                            f"{cfg.max_prompt_chars:,}", "prompt", "prompt_too_long")
+    for name in ("echo", "logprobs", "suffix"):
+        if body.get(name) not in (None, False, 0, ""):
+            raise ApiError(400, f"'{name}' is not supported", name)
+    if body.get("best_of") not in (None, 1, body.get("n", 1)):
+        raise ApiError(400, "'best_of' is not supported", "best_of")
+    n = _number(body, "n", int, 1, 1, cfg.max_n)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ApiError(400, "'stream' must be true or false", "stream")
+    opts = body.get("stream_options") or {}
+    if not isinstance(opts, dict):
+        raise ApiError(400, "'stream_options' must be an object", "stream_options")
+    notices = []
+    length = _number(body, "length", int, None, 1)
+    max_tokens = _number(body, "max_tokens", int, None if length else 16, 1)
+    if max_tokens is not None and max_tokens > cfg.max_tokens:
+        notices.append(f"max_tokens {max_tokens} capped to {cfg.max_tokens}")
+        max_tokens = cfg.max_tokens
+    if length is not None and length > cfg.max_length:
+        notices.append(f"length {length} capped to {cfg.max_length}")
+        length = cfg.max_length
+    stop = body.get("stop")
+    if stop is None:
+        stop = ()
+    elif isinstance(stop, str):
+        stop = (stop,)
+    elif isinstance(stop, list) and len(stop) <= 4 and all(isinstance(x, str) for x in stop):
+        stop = tuple(stop)
+    else:
+        raise ApiError(400, "'stop' must be a string or a list of up to 4 strings", "stop")
+    d, r = cfg.sampling, cfg.sampling.repetition
+    temperature = _number(body, "temperature", float, d.temperature, 0.0, 100.0)
+    top_k = _number(body, "top_k", int, d.top_k, 0)
+    if temperature == 0.0:  # OpenAI's greedy decoding
+        temperature, top_k = 1.0, 1
+    mode = _string(body, "repetition", r.mode)
+    if mode not in ("off", "penalize", "rollback"):
+        raise ApiError(400, "'repetition' must be off, penalize or rollback", "repetition")
+    rep = RepetitionConfig(mode=mode, dry_multiplier=_number(body, "dry_multiplier", float, r.dry_multiplier, 0.0),
+                           dry_base=_number(body, "dry_base", float, r.dry_base, 1.0),
+                           dry_allowed=_number(body, "dry_allowed", int, r.dry_allowed, 1),
+                           max_copy=_number(body, "max_copy", int, r.max_copy, 2))
+    sampling = replace(d, length=length or 10 ** 9, temperature=temperature, top_k=top_k,
+                       top_p=_number(body, "top_p", float, d.top_p, 0.0, 1.0, low_open=True),
+                       repetition_penalty=_number(body, "repetition_penalty", float, d.repetition_penalty, 0.0,
+                                                  low_open=True),
+                       penalty_window=_number(body, "penalty_window", int, d.penalty_window, 1),
+                       num_samples=1, batch_size=1, seed=None, repetition=rep)
+    seed = _number(body, "seed", int, None)
+    return Completion(prompt, n, stream, bool(opts.get("include_usage")), max_tokens, stop, seed,
+                      _string(body, "memory"), _string(body, "authors_note"), sampling, notices)
+
+
+# ----------------------------------------------------------------------------
+# The application
+
+
+class Studio:
+    """The engine, its thread, and the FastAPI app in front of them."""
+
+    def __init__(self, cfg: ServeConfig):
+        from .engine import Engine
+
+        self.cfg = cfg
+        self.engine = Engine(cfg.model, device=cfg.device, slots=cfg.max_batch)
+        self.model_id = self.engine.model_dir.parent.name if self.engine.model_dir.name == "best" \
+            else self.engine.model_dir.name
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.engine.serve_forever, args=(self.stopping,), name="gpt2zh-engine",
+                                       daemon=True)
+        self.app = self._build()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self.engine.lock:
+            self.engine.lock.notify_all()
+        self.thread.join(timeout=10)
+
+    # -- the requests
+
+    def _submit(self, c: Completion, loop, queue: asyncio.Queue | None):
+        from .engine import Request
+
+        waiting = len(self.engine.waiting)
+        if waiting + c.n > self.cfg.max_queue:
+            raise ApiError(429, f"the server is busy ({waiting} requests waiting for {self.cfg.max_batch} slots); "
+                                "try again shortly", code="queue_full", kind="server_busy")
+        reqs = []
+        for i in range(c.n):
+            def on_text(text, i=i):
+                if queue is not None:
+                    loop.call_soon_threadsafe(queue.put_nowait, ("text", i, text))
+
+            def on_done(i=i):
+                if queue is not None:
+                    loop.call_soon_threadsafe(queue.put_nowait, ("done", i, None))
+
+            reqs.append(Request(c.prompt, c.cfg, seed=None if c.seed is None else c.seed + i, memory=c.memory,
+                                note=c.note, max_tokens=c.max_tokens, stop=c.stop, hold=self.cfg.hold,
+                                on_text=on_text if c.stream else None, on_done=on_done, tag=i))
+        for r in reqs:
+            self.engine.submit(r)
+        return reqs
+
+    def _cancel(self, reqs) -> None:
+        for r in reqs:
+            if not r.done.is_set():
+                self.engine.cancel(r)
+
+    @staticmethod
+    def _extension(result: dict) -> dict:
+        text = result.get("text", "")
+        return {"index": result["sample"], "status": result["status"], "report": result.get("report"),
+                "rollbacks_at": result.get("rollbacks_at", []), "repeated_spans": repeated_spans(text),
+                "tokens_per_s": result.get("tokens_per_s"), "time_to_first_token_s": result.get("time_to_first_token_s")}
+
+    def _usage(self, results: list[dict]) -> dict:
+        prompt = results[0].get("prompt_tokens", 0) if results else 0
+        completion = sum(r.get("tokens", 0) for r in results)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def _build(self):
+        from fastapi import FastAPI, Request as HttpRequest
+        from fastapi.exceptions import RequestValidationError
+        from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+        from fastapi.staticfiles import StaticFiles
+        from starlette.exceptions import HTTPException as StarletteHTTPException
+
+        app = FastAPI(title="gpt2zh", docs_url=None, redoc_url=None)
+        app.mount("/static", StaticFiles(directory=str(WEB)), name="static")
+        ids = {self.model_id, "gpt2zh"}
+
+        def error(e: ApiError) -> JSONResponse:
+            headers = {"Retry-After": "1"} if e.status in (429, 503) else None
+            return JSONResponse(e.body(), status_code=e.status, headers=headers)
+
+        @app.exception_handler(ApiError)
+        async def api_error(_, e: ApiError):
+            return error(e)
+
+        @app.exception_handler(StarletteHTTPException)
+        async def http_error(_, e: StarletteHTTPException):
+            return error(ApiError(e.status_code, str(e.detail), kind="invalid_request_error" if e.status_code < 500
+                                  else "server_error"))
+
+        @app.exception_handler(RequestValidationError)
+        async def validation_error(_, e):
+            return error(ApiError(400, f"invalid request: {e.errors()}"))
+
+        @app.get("/")
+        async def index():
+            return FileResponse(WEB / "index.html", media_type="text/html; charset=utf-8")
+
+        @app.get("/health")
+        async def health():
+            return {"status": "ok", "model": self.model_id, "device": str(self.engine.device),
+                    "slots": len(self.engine.slots), "busy_slots": self.engine.busy_slots(),
+                    "waiting": len(self.engine.waiting), "n_ctx": self.engine.n_ctx,
+                    "finished": dict(self.engine.finished)}
+
+        @app.get("/v1/models")
+        async def models():
+            return {"object": "list", "data": [{"id": self.model_id, "object": "model", "created": 0,
+                                                "owned_by": "gpt2zh"}]}
+
+        @app.get("/v1/defaults")
+        async def defaults():
+            d = self.cfg.sampling
+            return {"model": self.model_id, "n_ctx": self.engine.n_ctx, "max_tokens": self.cfg.max_tokens,
+                    "max_length": self.cfg.max_length, "max_n": self.cfg.max_n,
+                    "sampling": {"temperature": d.temperature, "top_k": d.top_k, "top_p": d.top_p,
+                                 "repetition_penalty": d.repetition_penalty, "repetition": d.repetition.mode,
+                                 "dry_multiplier": d.repetition.dry_multiplier, "length": 800}}
+
+        @app.post("/v1/chat/completions")
+        async def chat():
+            raise ApiError(404, "this server runs a pretrained (not instruction-tuned) model: it continues text "
+                                "rather than chatting. Use /v1/completions with the opening as the prompt.",
+                           code="chat_not_supported")
+
+        @app.post("/v1/completions")
+        async def completions(http: HttpRequest):
+            raw = await http.body()
+            try:
+                body = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ApiError(400, f"the request body is not valid JSON: {e}") from None
+            c = parse_completion(body, self.cfg, ids)
+            cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+            loop = asyncio.get_running_loop()
+            queue: asyncio.Queue = asyncio.Queue()
+            reqs = self._submit(c, loop, queue)
+            headers = {"X-gpt2zh-notice": "; ".join(c.notices)} if c.notices else None
+            if c.stream:
+                return StreamingResponse(self._stream(http, c, reqs, queue, cid, created), headers=headers,
+                                         media_type="text/event-stream")
+            try:
+                done = 0
+                while done < len(reqs):
+                    try:
+                        kind, _, _ = await asyncio.wait_for(queue.get(), timeout=0.5)
+                        done += kind == "done"
+                    except asyncio.TimeoutError:
+                        if await http.is_disconnected():
+                            self._cancel(reqs)
+                            return JSONResponse({}, status_code=499)
+            except asyncio.CancelledError:
+                self._cancel(reqs)
+                raise
+            results = [r.result for r in reqs]
+            for r in results:
+                if "error" in r:
+                    raise ApiError(400, r["error"], "prompt")
+            out = {"id": cid, "object": "text_completion", "created": created, "model": self.model_id,
+                   "choices": [{"text": r["text"], "index": r["sample"], "logprobs": None,
+                                "finish_reason": r["finish_reason"]} for r in results],
+                   "usage": self._usage(results),
+                   "gpt2zh": {"choices": [self._extension(r) for r in results], "notices": c.notices}}
+            return JSONResponse(out, headers=headers)
+
+        return app
+
+    async def _stream(self, http, c: Completion, reqs, queue: asyncio.Queue, cid: str, created: int):
+        def event(choices, extra=None) -> str:
+            chunk = {"id": cid, "object": "text_completion", "created": created, "model": self.model_id,
+                     "choices": choices}
+            if extra:
+                chunk.update(extra)
+            return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+
+        finished = 0
+        try:
+            if c.notices:
+                yield event([], {"gpt2zh": {"notices": c.notices}})
+            while finished < len(reqs):
+                try:
+                    items = [await asyncio.wait_for(queue.get(), timeout=1.0)]
+                except asyncio.TimeoutError:
+                    if await http.is_disconnected():
+                        return
+                    continue
+                while not queue.empty():  # a client that reads slower than we write gets bigger pieces
+                    items.append(queue.get_nowait())
+                pending: dict[int, str] = {}
+                for kind, i, text in items + [("flush", None, None)]:
+                    if kind == "text":
+                        pending[i] = pending.get(i, "") + text
+                        continue
+                    for j in [j for j in pending if kind == "flush" or j == i]:
+                        yield event([{"text": pending.pop(j), "index": j, "logprobs": None, "finish_reason": None}])
+                    if kind == "flush":
+                        break
+                    finished += 1
+                    r = reqs[i].result
+                    if "error" in r:
+                        yield f"data: {json.dumps(ApiError(400, r['error'], 'prompt').body())}\n\n"
+                        continue
+                    yield event([{"text": "", "index": i, "logprobs": None, "finish_reason": r["finish_reason"]}],
+                                {"gpt2zh": self._extension(r)})
+            if c.include_usage:
+                yield event([], {"usage": self._usage([r.result for r in reqs])})
+            yield "data: [DONE]\n\n"
+        finally:
+            self._cancel(reqs)  # a client that went away frees its slots
+
+
+def serve(cfg: ServeConfig) -> None:
+    """Load the model, print the URL, serve until Ctrl-C."""
+    import sys
+
+    import uvicorn
+
+    studio = Studio(cfg)
+    studio.start()
+    url = f"http://{cfg.host}:{cfg.port}/"
+    print(f"gpt2zh serve: {studio.model_id} on {studio.engine.device}, {cfg.max_batch} slots, n_ctx "
+          f"{studio.engine.n_ctx}\n  writing studio: {url}\n  OpenAI API:     {url}v1 (model '{studio.model_id}')\n"
+          "  Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        uvicorn.run(studio.app, host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=5)
+    finally:
+        studio.stop()

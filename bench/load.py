@@ -5,7 +5,13 @@ Both sets hold the same >= 50 M tokens (the three novels' tokens tiled). Each lo
 runs in a fresh child process so that its resident memory can be measured alone;
 bytes per token = RSS after the first load - RSS before, over the token count. Times
 are the best of the runs (the baseline: 2, ours: 5), files in the page cache.
-  python bench/load.py [--tokens 50000000]
+Then memory per machine with several local processes (as `accelerate launch` starts one per
+GPU): 1, 2 and 4 processes each load the training tokens, once as every process for itself
+(load_tokens) and once shared (shared_tokens: the first reads and verifies into shared
+memory, the others map it). Memory is the sum over the processes of the growth of their
+PSS (proportional set size: a shared page counts 1/N in each of N processes), against one
+copy of the tokens; start-up is the time until every process holds the tokens.
+  python bench/load.py [--tokens 50000000] [--procs 1 2 4]
 """
 from __future__ import annotations
 
@@ -52,6 +58,50 @@ print(json.dumps({{"seconds": min(times), "first": times[0], "tokens": n, "bytes
 """
 
 
+SHARED_CHILD = r"""
+import json, sys, time, os
+sys.path.insert(0, {root!r})
+import numpy as np, psutil
+from pathlib import Path
+from gpt2zh.shards import load_tokens, read_manifest, shared_tokens
+kind, path, rank, barrier_dir, nprocs = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
+calls = [0]
+def barrier():  # a file barrier between the sibling processes
+    calls[0] += 1
+    (barrier_dir / f"{{calls[0]}}-{{rank}}").touch()
+    while len(list(barrier_dir.glob(f"{{calls[0]}}-*"))) < nprocs:
+        time.sleep(0.001)
+proc = psutil.Process()
+manifest = read_manifest(path)
+barrier()
+before = proc.memory_full_info().pss
+t0 = time.perf_counter()
+if kind == "shared":
+    tokens = shared_tokens(path, "train", manifest, "gpt2zh-bench", rank == 0, barrier)
+else:
+    tokens = load_tokens(path, "train", manifest=manifest)
+total = int(tokens.sum(dtype=np.int64))  # touch every page, as training does
+seconds = time.perf_counter() - t0
+barrier()
+after = proc.memory_full_info().pss
+barrier()
+print(json.dumps({{"pss": after - before, "seconds": seconds, "tokens": len(tokens), "bytes": tokens.nbytes}}))
+"""
+
+
+def run_shared(kind: str, path: Path, nprocs: int) -> dict:
+    barrier_dir = Path(tempfile.mkdtemp(prefix="gpt2zh-barrier-"))
+    procs = [subprocess.Popen([sys.executable, "-c", SHARED_CHILD.format(root=str(ROOT)), kind, str(path), str(r),
+                               str(barrier_dir), str(nprocs)], stdout=subprocess.PIPE, text=True)
+             for r in range(nprocs)]
+    outs = [json.loads(p.communicate()[0]) for p in procs]
+    import shutil
+
+    shutil.rmtree(barrier_dir)
+    return {"pss": sum(o["pss"] for o in outs), "seconds": max(o["seconds"] for o in outs),
+            "bytes": outs[0]["bytes"]}
+
+
 def run_child(kind: str, path: Path, repeat: int) -> dict:
     out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT)), kind, str(path), str(repeat)],
                          capture_output=True, text=True, check=True)
@@ -67,6 +117,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
     ap.add_argument("--tokens", type=int, default=50_000_000)
+    ap.add_argument("--procs", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--only-shared", action="store_true", help="skip the text-shard baseline")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gpt2zh-bench-load-"))
     novels = [str(Path(args.corpora) / n) for n in ("xiyouji.gbk.txt", "sanguoyanyi.gbk.txt", "shuihuzhuan.txt")]
@@ -81,6 +133,16 @@ def main():
     for i, part in enumerate(np.array_split(tokens, 100)):
         (text / f"tokenized_train_{i}.txt").write_text(" ".join(map(str, part.tolist())))
     del tokens
+    print(f"{args.tokens:,} training tokens; memory = sum of PSS growth over the processes; start-up = until "
+          "the last process holds every token")
+    print(f"{'processes':>9}  {'each loads (x one copy)':>24}  {'shared (x one copy)':>20}  {'each: s':>8}  "
+          f"{'shared: s':>9}")
+    for n in args.procs:
+        e, sh = run_shared("each", binary, n), run_shared("shared", binary, n)
+        print(f"{n:>9}  {e['pss'] / e['bytes']:>24.2f}  {sh['pss'] / sh['bytes']:>20.2f}  {e['seconds']:>8.3f}  "
+              f"{sh['seconds']:>9.3f}")
+    if args.only_shared:
+        return
     b = run_child("baseline", text, 1)  # two runs
     o = run_child("ours", binary, 4)
     v = run_child("ours-verified", binary, 4)

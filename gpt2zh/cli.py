@@ -11,7 +11,10 @@ from dataclasses import replace
 
 from .corpus import RULE_HELP, CleanOptions
 
-EPILOG = "Run `gpt2zh COMMAND --help` for the flags of one command."
+EPILOG = ("Run `gpt2zh COMMAND --help` for the flags of one command. Exit status: 0 done; 2 bad input (a clear "
+          "message says what); 3 training interrupted (SIGINT/SIGTERM; a checkpoint was saved: run again with "
+          "--resume); 4 training diverged; 130 aborted by a second Ctrl-C; 1 anything else.")
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_DIVERGED = 0, 1, 2, 3, 4
 
 
 class UserError(Exception):
@@ -21,10 +24,10 @@ class UserError(Exception):
 def _known_errors() -> tuple[type[BaseException], ...]:
     from .config import ConfigError
     from .corpus import CorpusError
-    from .generate import GenerationError
+    from .sampling import GenerationError
     from .locks import LockError
     from .shards import ShardError
-    from .train import TrainingError
+    from .train_job import TrainingError
     from .vocab import VocabError
 
     return (UserError, CorpusError, ShardError, VocabError, ConfigError, TrainingError, GenerationError,
@@ -123,6 +126,16 @@ def run_import(args) -> int:
 # train
 
 
+def _preset_lrs() -> str:
+    from .config import RunConfig, preset_names
+
+    parts = []
+    for name in preset_names():
+        t = RunConfig.from_name(name).train
+        parts.append(f"{name} {t.lr:g}" + (f" after {t.warmup_steps} warm-up steps" if t.warmup_steps else ""))
+    return "; ".join(parts)
+
+
 def add_train(sub) -> None:
     from .config import preset_names
 
@@ -134,7 +147,8 @@ def add_train(sub) -> None:
     )
     p.add_argument("--data", required=True, help="shard directory written by `gpt2zh prepare`")
     p.add_argument("--out", required=True, help="run directory: checkpoints/, best/, loss.png, log.jsonl")
-    p.add_argument("--config", default=None, help=f"preset ({', '.join(preset_names())}) or a JSON file [tiny]")
+    p.add_argument("--config", default=None, help=f"preset ({', '.join(preset_names())}) or a JSON file [tiny; "
+                                                  "a resumed run keeps its own]")
     p.add_argument("--max-steps", type=int, help="optimizer steps in total (a resumed run counts from 0)")
     p.add_argument("--epochs", type=float, help="epochs over the windows, when --max-steps is not given [1]")
     p.add_argument("--max-minutes", type=float, help="stop (with evaluation and checkpoint) after this wall time")
@@ -142,7 +156,8 @@ def add_train(sub) -> None:
     p.add_argument("--init-from", help="fine-tune: start from this GPT2LMHeadModel directory (shards must use its tokenizer)")
     p.add_argument("--batch-size", type=int, help="global batch in windows")
     p.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
-    p.add_argument("--lr", type=float, help="learning rate [3e-4, fixed]")
+    p.add_argument("--lr", type=float, help=f"learning rate, fixed (no scheduler) after the preset's optional linear "
+                                            f"warm-up; presets: {_preset_lrs()}")
     p.add_argument("--save-steps", type=int, help="checkpoint every N steps")
     p.add_argument("--eval-interval", type=int, help="evaluate every N steps")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="auto: bf16 on capable GPUs, fp32 on CPU")
@@ -156,11 +171,27 @@ def add_train(sub) -> None:
 
 
 def run_train(args) -> int:
+    job = _train_job(args)       # everything a user can get wrong is checked before torch is imported
+    from .train import DivergedError, train
+
+    try:
+        results = train(job)
+    except DivergedError as e:
+        print(f"gpt2zh train: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    return EXIT_INTERRUPTED if results["status"] == "interrupted" else EXIT_OK
+
+
+def _train_job(args):
+    """The TrainJob of the command line, with the arguments, the config, the shards' manifest
+    and the run directory's lock checked (no torch: a mistake costs milliseconds, not seconds)."""
     import json
     from pathlib import Path
 
     from .config import RunConfig
-    from .train import TrainJob, train
+    from .locks import DirLock
+    from .shards import read_manifest
+    from .train_job import TrainJob
 
     saved = Path(args.out) / "run_config.json"
     if args.config:
@@ -175,11 +206,20 @@ def run_train(args) -> int:
              "compile": "off" if args.no_compile else None}
     items = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(args.overrides)
     run = run.override(items)
-    job = TrainJob(data=args.data, out=args.out, run=run, resume=args.resume, init_from=args.init_from,
-                   max_minutes=args.max_minutes, log_with=args.log_with, progress=not args.quiet,
-                   peak_tflops=args.peak_tflops)
-    results = train(job)
-    return 0 if results["status"] in ("finished", "interrupted", "time budget reached") else 1
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise UserError("--max-minutes must be > 0")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if run.train.batch_size % (world * run.train.grad_accum):
+        raise UserError(f"batch_size {run.train.batch_size} must be divisible by processes ({world}) x grad_accum "
+                        f"({run.train.grad_accum})")
+    read_manifest(Path(args.data))
+    if int(os.environ.get("RANK", "0")) == 0:
+        DirLock(Path(args.out) / ".lock", f"run directory {args.out}").check()
+    if args.init_from and not Path(args.init_from).exists():
+        raise UserError(f"--init-from {args.init_from}: no such model directory")
+    return TrainJob(data=args.data, out=args.out, run=run, resume=args.resume, init_from=args.init_from,
+                    max_minutes=args.max_minutes, log_with=args.log_with, progress=not args.quiet,
+                    peak_tflops=args.peak_tflops)
 
 
 # ----------------------------------------------------------------------------
@@ -386,8 +426,14 @@ def run_demo(args) -> int:
 
     out = Path(args.out)
     data, run_dir = out / "data", out / "run"
+    print(f"gpt2zh demo: every stage on the built-in corpus (People's Daily, January 1998), everything under "
+          f"{out}/.\nWhat to expect: {args.minutes:g} minutes on a CPU teach a 4.4 M-parameter model the corpus's "
+          "characters, punctuation and stock phrases (newspaper Chinese with plausible words and sentence "
+          "shapes), not sense: sentences drift, facts are invented, a paragraph does not hold a thread. "
+          "Train longer, on a GPU, on your own novels for prose worth reading.", file=sys.stderr)
     print(f"[1/4] prepare: default corpus -> {data}", file=sys.stderr)
-    manifest = prepare(PrepareConfig(inputs=[str(materialize())], out=str(data), overwrite=True, num_shards=100))
+    corpus = materialize(out / "corpus")
+    manifest = prepare(PrepareConfig(inputs=[str(corpus)], out=str(data), overwrite=True, num_shards=100))
     print_report(manifest, str(data))
     print(f"[2/4] train: tiny config for up to {args.minutes} minutes -> {run_dir}", file=sys.stderr)
     run = RunConfig.from_name("tiny").override(["epochs=1"])
@@ -440,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except _known_errors() as e:
         print(f"gpt2zh {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
     except OSError as e:  # disk full, permission denied: the system's words are the clearest
         print(f"gpt2zh {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        path_given_wrong = isinstance(e, (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError))
+        return EXIT_BAD_INPUT if path_given_wrong else EXIT_ERROR

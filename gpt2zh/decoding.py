@@ -16,11 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .repetition import RepetitionConfig  # noqa: F401  (re-exported)
-from .sampling import SamplingConfig  # noqa: F401  (re-exported)
-
-
-class GenerationError(Exception):
-    pass
+from .sampling import GenerationError, SamplingConfig  # noqa: F401  (re-exported)
 
 
 # ----------------------------------------------------------------------------

@@ -65,6 +65,14 @@ class DirLock:
             return self
         raise LockError(f"{self.what}: could not take the lock {self.path}")
 
+    def check(self) -> None:
+        """Raise LockError if a live process holds the lock (without taking it)."""
+        owner = self._owner()
+        if owner is not None and (owner.get("host") != socket.gethostname() or _alive(int(owner.get("pid", -1)))):
+            raise LockError(f"{self.what} is in use by PID {owner.get('pid')} on {owner.get('host')} "
+                            f"(since {owner.get('since')}); wait for it to finish, or delete {self.path} if that "
+                            "process is gone")
+
     def release(self) -> None:
         if self.held:
             owner = self._owner()

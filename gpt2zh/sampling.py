@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from .repetition import RepetitionConfig
 
 
+class GenerationError(Exception):
+    pass
+
+
 @dataclass
 class SamplingConfig:
     length: int = 2000            # characters to write per sample

@@ -175,15 +175,24 @@ def read_manifest(shard_dir: str | Path) -> dict:
     return manifest
 
 
+def split_size(manifest: dict, split: str) -> tuple[int, np.dtype]:
+    entries = manifest["shards"] if split == "train" else [manifest["val"]] if manifest.get("val") else []
+    return sum(e["tokens"] for e in entries), np.dtype(manifest["dtype"])
+
+
 def load_tokens(shard_dir: str | Path, split: str = "train", verify: bool = True,
-                manifest: dict | None = None) -> np.ndarray:
-    """Every shard of `split` ('train' or 'val') in one contiguous array, each checked
-    against the manifest's token count and (with verify) its sha256."""
+                manifest: dict | None = None, into: np.ndarray | None = None) -> np.ndarray:
+    """Every shard of `split` ('train' or 'val') in one contiguous array (`into`, when given:
+    e.g. a shared-memory mapping), each checked against the manifest's token count and (with
+    verify) its sha256."""
     shard_dir = Path(shard_dir)
     manifest = manifest or read_manifest(shard_dir)
     entries = manifest["shards"] if split == "train" else [manifest["val"]] if manifest.get("val") else []
     dtype = np.dtype(manifest["dtype"])
-    tokens = np.empty(sum(e["tokens"] for e in entries), dtype=dtype)
+    n_total = sum(e["tokens"] for e in entries)
+    tokens = into if into is not None else np.empty(n_total, dtype=dtype)
+    if tokens.shape != (n_total,) or tokens.dtype != dtype:
+        raise ValueError(f"load_tokens: `into` must be {n_total} x {dtype}")
     offsets = np.cumsum([0] + [e["tokens"] for e in entries])
 
     def read_one(i: int) -> None:
@@ -208,6 +217,45 @@ def load_tokens(shard_dir: str | Path, split: str = "train", verify: bool = True
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for _ in pool.map(read_one, range(len(entries))):
             pass
+    return tokens
+
+
+def shared_tokens(shard_dir: str | Path, split: str, manifest: dict, name: str, first: bool, barrier,
+                  verify: bool = True) -> np.ndarray:
+    """One copy of a split per machine, for every process on it: the first local process
+    reads and verifies the shards into a file in shared memory (/dev/shm: RAM, not disk);
+    every process maps it read-only; once all have mapped it, the file's name is removed
+    (the memory lives until the last process ends, and a crash leaves nothing behind after
+    that). `barrier` must be called by every local process (e.g. accelerator.wait_for_everyone)."""
+    n, dtype = split_size(manifest, split)
+    if n == 0:
+        return np.empty(0, dtype=dtype)
+    root = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    path, failed = root / f"{name}-{split}.tokens", root / f"{name}-{split}.error"
+    error: BaseException | None = None
+    if first:
+        try:
+            mm = np.lib.format.open_memmap(path.with_suffix(".tmp"), mode="w+", dtype=dtype, shape=(n,))
+            load_tokens(shard_dir, split, verify, manifest, into=mm)
+            mm.flush()
+            del mm
+            os.replace(path.with_suffix(".tmp"), path)
+        except Exception as e:   # the others must not wait for a file that never comes
+            path.with_suffix(".tmp").unlink(missing_ok=True)
+            failed.write_text(str(e), encoding="utf-8")
+            error = e
+    barrier()
+    message = failed.read_text(encoding="utf-8") if failed.exists() else None
+    barrier()   # everyone has looked
+    if message is not None:
+        if first:
+            failed.unlink(missing_ok=True)
+            raise error
+        raise ShardError(message)
+    tokens = np.load(path, mmap_mode="r")
+    barrier()   # everyone has mapped it
+    if first:
+        path.unlink(missing_ok=True)
     return tokens
 
 

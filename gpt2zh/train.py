@@ -7,17 +7,16 @@ steps, logs sparingly, evaluates, saves, and honours SIGINT/SIGTERM.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import os
 import random
 import shutil
 import signal
+import socket
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,28 +24,28 @@ import torch
 
 from .config import RunConfig
 from .data import BatchLoader, Position, Windows, eval_windows
+from .locks import DirLock
 from .model import build_model, flops_per_token, lm_loss, load_model, peak_flops, set_generation_defaults
-from .shards import load_tokenizer, load_tokens, read_manifest
+from .shards import load_tokenizer, load_tokens, read_manifest, shared_tokens
+from .train_job import DivergedError, TrainingError, TrainJob  # noqa: F401  (re-exported)
 from .vocab import specials_of, tokenizer_hash
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
-class TrainingError(Exception):
-    pass
+_FAULT_HITS: dict[str, int] = {}
 
 
-@dataclass
-class TrainJob:
-    data: str
-    out: str
-    run: RunConfig
-    resume: bool = False
-    init_from: str | None = None
-    max_minutes: float | None = None   # wall-clock budget; stops with an evaluation and a checkpoint
-    log_with: str | None = None        # an Accelerate tracker, e.g. "tensorboard"
-    progress: bool = True
-    peak_tflops: float | None = None
+def _fault(point: str) -> None:
+    """Fault injection for the crash tests: GPT2ZH_FAULT=point[@n] kills this process
+    (SIGKILL, no clean-up) the n-th time (default: first) it gets there, e.g. inside a
+    checkpoint save or delete."""
+    want = os.environ.get("GPT2ZH_FAULT")
+    if not want or want.split("@")[0] != point:
+        return
+    _FAULT_HITS[point] = _FAULT_HITS.get(point, 0) + 1
+    if _FAULT_HITS[point] == int(want.split("@")[1] if "@" in want else 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ----------------------------------------------------------------------------
@@ -81,14 +80,41 @@ def token_char_lengths(tok, vocab_size: int) -> np.ndarray:
     return lengths
 
 
+MODEL_FILES = ("config.json", "model.safetensors")
+
+
+def _complete(ckpt: Path) -> bool:
+    return all((ckpt / f).exists() for f in MODEL_FILES + ("trainer_state.pt",))
+
+
 def checkpoints(out: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
     root = out / "checkpoints"
     if not root.exists():
         return []
-    done = [p for p in root.glob("step-*") if (p / "trainer_state.pt").exists()]
+    done = [p for p in root.glob("step-*") if p.name[5:].isdigit() and _complete(p)]
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
+def sweep(out: Path) -> list[str]:
+    """Remove what an interrupted save or delete left behind: temporary and retired folders,
+    and step folders that are not complete (older versions deleted in place). A `best/` caught
+    between its two renames is put back. Returns what was removed."""
+    removed = []
+    best = out / "best"
+    retired_best = sorted(out.glob(".retired-best*"))
+    if not best.exists() and retired_best and all((retired_best[-1] / f).exists() for f in MODEL_FILES):
+        retired_best[-1].rename(best)
+    root = out / "checkpoints"
+    leftovers = [p for p in out.glob(".tmp-*")] + [p for p in out.glob(".retired-*")] + \
+                [p for p in out.glob(".old-*")]
+    if root.exists():
+        leftovers += [p for p in root.iterdir() if p.name.startswith((".tmp-", ".retired-", ".old-"))
+                      or (p.name.startswith("step-") and not _complete(p))]
+    for p in leftovers:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        removed.append(str(p.relative_to(out)))
+    return removed
 def rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -172,12 +198,21 @@ def _write_model_dir(path: Path, raw_model, data_dir: Path, info: dict) -> None:
     (path / "gpt2zh.json").write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
+def _retire(path: Path) -> None:
+    """Delete a folder so that a kill at any moment leaves either the whole folder or none of
+    it under its name: rename first (atomic), then delete the renamed copy."""
+    gone = path.with_name(f".retired-{path.name}-{os.getpid()}")
+    path.rename(gone)
+    _fault("delete:renamed")
+    shutil.rmtree(gone, ignore_errors=True)
+
+
 def _replace_dir(tmp: Path, final: Path) -> None:
     if final.exists():
-        old = final.with_name(f".old-{final.name}-{os.getpid()}")
-        final.rename(old)
+        gone = final.with_name(f".retired-{final.name}-{os.getpid()}")
+        final.rename(gone)
         tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(gone, ignore_errors=True)
     else:
         tmp.rename(final)
 
@@ -194,6 +229,7 @@ def save_checkpoint(accelerator, raw_model, optimizer, out: Path, data_dir: Path
     torch.save(rng_state(), tmp / f"rng_rank{accelerator.process_index}.pt")
     if accelerator.is_main_process:
         _write_model_dir(tmp, raw_model, data_dir, info)
+        _fault("save:model-written")
         torch.save({"optimizer": optimizer.state_dict(), "step": step, "epoch": pos.epoch, "batch": pos.batch,
                     "best_val_loss": info.get("best_val_loss"), "world_size": accelerator.num_processes},
                    tmp / "trainer_state.pt")
@@ -201,7 +237,7 @@ def save_checkpoint(accelerator, raw_model, optimizer, out: Path, data_dir: Path
     if accelerator.is_main_process:
         _replace_dir(tmp, final)
         for old in checkpoints(out)[:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+            _retire(old)
     accelerator.wait_for_everyone()
     return final
 
@@ -216,48 +252,97 @@ def save_best(accelerator, raw_model, out: Path, data_dir: Path, info: dict) -> 
 
 
 # ----------------------------------------------------------------------------
-# Logging: a JSON-lines log, a livelossplot PNG, optional Accelerate trackers
+# Logging: a JSON-lines log, a loss plot, optional Accelerate trackers
+
+
+def read_log(path: Path) -> list[dict]:
+    """The records of a log.jsonl; a damaged line (power loss, full disk: usually the last) is
+    skipped with a warning that names the file."""
+    records, bad = [], []
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            bad.append(n)
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+        else:
+            bad.append(n)
+    if bad:
+        warnings.warn(f"{path}: skipped {len(bad)} damaged line(s) (line {', '.join(map(str, bad[:5]))}"
+                      f"{' ...' if len(bad) > 5 else ''}); the run goes on from its checkpoint", stacklevel=2)
+    return records
+
+
+def plot_run(records: list[dict], path: Path, title: str = "") -> None:
+    """loss.png: training loss at every log interval and validation loss at each evaluation
+    (markers, so that one evaluation shows), and tokens/s below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+    speed = [(r["step"], r["tokens_per_s"]) for r in records if "tokens_per_s" in r]
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    if train:
+        ax.plot(*zip(*train), "-", color="tab:blue", lw=1, marker="." if len(train) < 60 else None,
+                label="training loss (mean over each log interval)")
+    if val:
+        tokens = next((r.get("val_tokens") for r in reversed(records) if r.get("val_tokens")), None)
+        ax.plot(*zip(*val), "-o", color="tab:orange", ms=5,
+                label="validation loss" + (f" ({tokens:,} tokens)" if tokens else ""))
+        best = min(val, key=lambda v: v[1])
+        ax.annotate(f"best {best[1]:.3f} (ppl {math.exp(min(best[1], 50)):.1f})", best, textcoords="offset points",
+                    xytext=(-6, 10), ha="right", fontsize=8)
+    ax.set_ylabel("loss (nats per token)")
+    ax.grid(alpha=0.3)
+    if train or val:
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(title or "training", fontsize=10)
+    if speed:
+        ax2.plot(*zip(*speed), "-", color="tab:green", lw=1, marker="." if len(speed) < 60 else None)
+    ax2.set_ylabel("tokens/s")
+    ax2.set_xlabel("optimizer step")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
 
 
 class RunLog:
+    """log.jsonl (one JSON record per line), loss.png, and Accelerate's trackers if asked."""
+
+    PLOT_EVERY_S = 30.0   # redraw at log intervals at most this often (and at every evaluation)
+
     def __init__(self, out: Path, enabled: bool, accelerator, log_with: str | None, run: RunConfig):
         self.enabled = enabled
         self.path = out / "log.jsonl"
+        self.plot_path = out / "loss.png"
         self.accelerator, self.log_with = accelerator, log_with
-        self.plot = None
-        self.last_train_loss = None
-        if enabled:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            from livelossplot import PlotLosses
-            from livelossplot.outputs import MatplotlibPlot
-
-            def label(ax, group, x_label):
-                ax.set_xlabel("optimizer step")
-                ax.set_ylabel("loss (nats per token)")
-                ax.legend(loc="upper right")
-
-            plot = MatplotlibPlot(figpath=str(out / "loss.png"), max_cols=1, skip_first=0, after_subplot=label,
-                                  figsize=(8, 5))
-            self.plot = PlotLosses(outputs=[plot], mode="script")
+        self.records: list[dict] = []
+        self.title = f"gpt2zh train: {out.name}"
+        self._plotted = 0.0
         if log_with:
             flat = {f"{k}.{kk}": vv for k, v in run.to_dict().items() if isinstance(v, dict) for kk, vv in v.items()}
             accelerator.init_trackers("gpt2zh", config={k: v for k, v in flat.items() if v is not None})
 
     def resume_at(self, step: int) -> None:
         """Forget records past the checkpoint a run resumes from (a killed run may have logged
-        further), and replay the rest into the plot so it shows the whole run."""
+        further); keep the rest so the plot shows the whole run."""
         if not self.enabled or not self.path.exists():
             return
-        records = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        records = [r for r in records if r.get("step", 0) <= step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-        for r in records:
-            if "loss" in r:
-                self.last_train_loss = r["loss"]
-            if "val_loss" in r and self.plot is not None and self.last_train_loss is not None:
-                self.plot.update({"loss": self.last_train_loss, "val_loss": r["val_loss"]}, current_step=r["step"])
+        self.records = [r for r in read_log(self.path) if r.get("step", 0) <= step]
+        tmp = self.path.with_name(".log.jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records), encoding="utf-8")
+        os.replace(tmp, self.path)
 
     def write(self, record: dict) -> None:
         if self.log_with:
@@ -267,13 +352,14 @@ class RunLog:
             return
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        if "loss" in record:
-            self.last_train_loss = record["loss"]
-        if "val_loss" in record and self.plot is not None and self.last_train_loss is not None:
-            self.plot.update({"loss": self.last_train_loss, "val_loss": record["val_loss"]},
-                             current_step=record["step"])
-            with contextlib.redirect_stdout(io.StringIO()):  # livelossplot prints a table; the bar says it
-                self.plot.send()
+        self.records.append(record)
+        if "val_loss" in record or time.time() - self._plotted > self.PLOT_EVERY_S:
+            self.plot()
+
+    def plot(self) -> None:
+        if self.enabled and self.records:
+            plot_run(self.records, self.plot_path, self.title)
+            self._plotted = time.time()
 
 
 # ----------------------------------------------------------------------------
@@ -308,7 +394,6 @@ def _model_for_job(job: TrainJob, resume_dir: Path | None, tok, manifest: dict):
 
 def train(job: TrainJob) -> dict:
     from accelerate import Accelerator
-    from tqdm import tqdm
 
     tc = job.run.train
     out, data_dir = Path(job.out), Path(job.data)
@@ -318,14 +403,107 @@ def train(job: TrainJob) -> dict:
     accelerator = Accelerator(mixed_precision=mixed, log_with=job.log_with, project_dir=str(out),
                               dynamo_backend="inductor" if use_compile else "no")
     main = accelerator.is_main_process
-    rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
+    refuse_unsupported(accelerator)
+    created = main and not out.exists()
+    lock = None
     if main:
         out.mkdir(parents=True, exist_ok=True)
+        lock = DirLock(out / ".lock", f"run directory {out}").acquire()   # a second trainer stops here
+    try:
+        return _train(job, accelerator, out, data_dir, use_compile, mixed)
+    except BaseException:
+        # a run that failed before it wrote anything leaves no empty --out behind
+        if created and not checkpoints(out) and not (out / "log.jsonl").exists():
+            if lock is not None:
+                lock.release()
+                lock = None
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def load_splits(data_dir: Path, manifest: dict, accelerator) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation tokens in RAM: one copy per machine, shared by every local
+    process (shared memory, mapped read-only), rather than one copy per process."""
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if accelerator.num_processes == 1 or local_world == 1:
+        return (load_tokens(data_dir, "train", manifest=manifest),
+                load_tokens(data_dir, "val", manifest=manifest))
+    import uuid
+
+    from accelerate.utils import broadcast_object_list
+
+    name = [f"gpt2zh-{uuid.uuid4().hex[:16]}" if accelerator.is_main_process else None]
+    broadcast_object_list(name, from_process=0)
+    first = accelerator.local_process_index == 0
+    return tuple(shared_tokens(data_dir, split, manifest, name[0], first, accelerator.wait_for_everyone)
+                 for split in ("train", "val"))
+
+
+def refuse_unsupported(accelerator) -> None:
+    """FSDP, DeepSpeed and Megatron shard the model and its optimizer: our checkpoints save
+    the whole model from rank 0, which would be wrong under them. Stop before anything runs."""
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    if kind in (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM):
+        raise TrainingError(
+            f"{kind.value} is not supported: gpt2zh checkpoints the full model from rank 0 and resumes exactly "
+            "only under data parallelism. Models of these sizes (up to ~350 M parameters: weights, gradients "
+            "and AdamW state under 6 GB) fit on every GPU, so plain DDP is the faster choice; launch without "
+            "--use_fsdp / --use_deepspeed.")
+
+
+def check_shared_run_dir(accelerator, out: Path) -> None:
+    """Every process must see the run directory that rank 0 writes (a shared filesystem when
+    there are several machines): rank 0 writes a random token there, everyone reads it back."""
+    import uuid
+
+    from accelerate.utils import broadcast_object_list
+
+    token = [uuid.uuid4().hex if accelerator.is_main_process else None]
+    marker = out / ".rank0-token"
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text(token[0], encoding="utf-8")
+    broadcast_object_list(token, from_process=0)
+    accelerator.wait_for_everyone()
+    try:
+        seen = marker.read_text(encoding="utf-8").strip()
+    except OSError:
+        seen = None
+    ok = torch.tensor([float(seen == token[0])], device=accelerator.device)
+    bad = accelerator.num_processes - int(accelerator.reduce(ok, "sum").item())
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        marker.unlink(missing_ok=True)
+    if bad:
+        raise TrainingError(
+            f"{bad} process(es) cannot see {out} as rank 0 wrote it: with several machines, --out must be on a "
+            f"filesystem they all share (NFS, Lustre, ...) at the same path" +
+            (f" (this process, on {socket.gethostname()}, does not)" if seen != token[0] else ""))
+
+
+def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: bool, mixed: str) -> dict:
+    from tqdm import tqdm
+
+    tc = job.run.train
+    main = accelerator.is_main_process
+    rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
+    if world > 1:
+        check_shared_run_dir(accelerator, out)
+    if main:
+        removed = sweep(out)
+        if removed:
+            print(f"removed {len(removed)} leftover(s) of an interrupted save or delete in {out}: "
+                  f"{', '.join(removed[:4])}{' ...' if len(removed) > 4 else ''}", file=sys.stderr)
+    accelerator.wait_for_everyone()
 
     # -- data
     manifest = read_manifest(data_dir)
-    tokens = load_tokens(data_dir, "train", manifest=manifest)  # stops here, naming a corrupted shard
-    val_tokens = load_tokens(data_dir, "val", manifest=manifest)
+    tokens, val_tokens = load_splits(data_dir, manifest, accelerator)  # stops here, naming a corrupted shard
     tok = load_tokenizer(data_dir, manifest)
 
     # -- model, from a checkpoint when resuming
@@ -441,7 +619,7 @@ def train(job: TrainJob) -> dict:
                 diverged = accelerator.reduce(bad.float().reshape(1), "sum").item() > 0
                 if diverged or not math.isfinite(mean_loss):
                     status = "diverged"
-                    raise TrainingError(
+                    raise DivergedError(
                         f"loss is {mean_loss} at step {step}: training diverged and was stopped. "
                         f"Last good checkpoint: {last_saved or (checkpoints(out)[-1] if checkpoints(out) else 'none')}. "
                         "Try a lower lr, a warm-up (warmup_steps=...), or fp32.")
@@ -456,11 +634,17 @@ def train(job: TrainJob) -> dict:
                 if mfu is not None:
                     rec["mfu"] = round(mfu, 4)
                 log.write(rec)
+                if job.max_minutes is not None and total_time > 0:
+                    # the time budget may end the run first: the bar counts to where it will
+                    left = job.max_minutes * 60 - (time.time() - t_start)
+                    bar.total = min(max_steps, step + max(0, int(left * timed_steps / total_time)))
+                    bar.refresh()
                 bar.set_postfix_str(f"loss {mean_loss:.3f} | {tps / 1e3:.1f}k tok/s"
                                     + (f" | MFU {mfu:.2f}" if mfu is not None else ""))
                 loss_sum.zero_()
                 window_start, window_steps, wait = time.perf_counter(), 0, 0.0
 
+            t_aside = time.perf_counter()   # evaluation and saving do not count against training speed
             if len(val_rows) and (step % tc.eval_interval == 0 or step == max_steps or stop_now):
                 # the unwrapped model: ranks may run different numbers of eval batches, and a DDP
                 # forward would wait for its peers
@@ -470,11 +654,13 @@ def train(job: TrainJob) -> dict:
                 if best is None or ev["val_loss"] < best:
                     best = ev["val_loss"]
                     save_best(accelerator, raw_model, out, data_dir, {**info, "step": step, **ev})
-                bar.write(f"step {step}: val loss {ev['val_loss']:.4f}, ppl {ev['val_ppl']:.2f}, "
-                          f"ppl/char {ev['val_ppl_char']:.2f}" + (" (best)" if best == ev["val_loss"] else ""))
+                bar.write(f"step {step}: validation loss {ev['val_loss']:.4f}, perplexity {ev['val_ppl']:.2f} "
+                          f"(per character {ev['val_ppl_char']:.2f}) on {ev['val_tokens']:,} tokens"
+                          + (" (best)" if best == ev["val_loss"] else ""))
             if step % tc.save_steps == 0 or step == max_steps or stop_now:
                 last_saved = save_checkpoint(accelerator, raw_model, optimizer, out, data_dir, step, pos,
                                              {**info, "step": step, "best_val_loss": best, **results}, tc.keep_last)
+            window_start += time.perf_counter() - t_aside
             if stop_now:
                 status = "time budget reached" if over_time and not stop.requested else "interrupted"
                 break
@@ -493,9 +679,11 @@ def train(job: TrainJob) -> dict:
         results["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
     if main:
         (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+        log.plot()
         msg = f"{status} at step {step}; checkpoint {last_saved}"
         if best is not None:
-            msg += f"; best val ppl {math.exp(best):.2f} (saved in {out / 'best'})"
+            msg += (f"; best validation perplexity {math.exp(best):.2f} on {results.get('val_tokens', 0):,} tokens "
+                    f"(saved in {out / 'best'})")
         if status == "interrupted":
             msg += "; continue with --resume"
         print(msg, file=sys.stderr)

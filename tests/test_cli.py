@@ -9,7 +9,7 @@ import pytest
 from gpt2zh.cli import main
 
 
-@pytest.mark.parametrize("cmd", ["prepare", "train", "eval", "generate", "demo", "import-gpt2chinese"])
+@pytest.mark.parametrize("cmd", ["prepare", "train", "eval", "generate", "serve", "demo", "import-gpt2chinese"])
 def test_help_explains_every_command(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])
@@ -24,9 +24,10 @@ def test_python_dash_m_works():
 
 def test_bad_config_is_a_clear_error(novel_shards, tmp_path, capsys):
     code = main(["train", "--data", str(novel_shards), "--out", str(tmp_path / "r"), "--set", "n_head=3"])
-    assert code == 1 and "divisible" in capsys.readouterr().err
+    assert code == 2 and "divisible" in capsys.readouterr().err
     code = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r")])
-    assert code == 1 and "manifest.json" in capsys.readouterr().err
+    assert code == 2 and "manifest.json" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()   # a failed start leaves no --out behind
 
 
 def test_demo_runs_every_stage_on_the_default_corpus(tmp_path, capsys, monkeypatch):
@@ -39,4 +40,5 @@ def test_demo_runs_every_stage_on_the_default_corpus(tmp_path, capsys, monkeypat
     assert (tmp_path / "demo" / "run" / "loss.png").exists()
     chapter = (tmp_path / "demo" / "chapter" / "sample_000.txt").read_text(encoding="utf-8")
     assert chapter.startswith("在新的一年里，") and len(chapter) > 600
-    assert (tmp_path / "cache" / "gpt2zh" / "default_corpus" / "renmin_ribao_199801.txt").exists()
+    assert (tmp_path / "demo" / "corpus" / "renmin_ribao_199801.txt").exists()   # everything under --out
+    assert not (tmp_path / "cache").exists()

@@ -41,3 +41,58 @@ def test_eval_windows_score_each_token_once():
     rows = eval_windows(np.arange(100, dtype=np.uint16), n_ctx=16)
     targets = rows[:, 1:][rows[:, 1:] >= 0]
     assert sorted(targets.tolist()) == list(range(1, 100))
+
+
+def _four_local_processes(fn):
+    """Run fn(rank, barrier) as four 'local processes' (threads with a shared barrier)."""
+    import threading
+
+    barrier = threading.Barrier(4, timeout=60)
+    results, errors = [None] * 4, [None] * 4
+
+    def run(rank):
+        try:
+            results[rank] = fn(rank, barrier.wait)
+        except Exception as e:  # noqa: BLE001  (compared below)
+            errors[rank] = e
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results, errors
+
+
+def test_one_copy_of_the_tokens_per_machine(novel_shards):
+    """The first local process reads and verifies; the others map the same memory; no file is
+    left in shared memory afterwards."""
+    from pathlib import Path
+
+    from gpt2zh.shards import load_tokens, read_manifest, shared_tokens
+
+    manifest = read_manifest(novel_shards)
+    expected = load_tokens(novel_shards, "train", manifest=manifest)
+    results, errors = _four_local_processes(
+        lambda rank, barrier: shared_tokens(novel_shards, "train", manifest, "gpt2zh-test", rank == 0, barrier))
+    assert errors == [None] * 4
+    for r in results:
+        assert np.array_equal(r, expected) and not r.flags.writeable
+    assert not list(Path("/dev/shm").glob("gpt2zh-test*"))
+
+
+def test_a_corrupted_shard_stops_every_local_process(novel_shards, tmp_path):
+    import shutil
+
+    from gpt2zh.shards import ShardError, read_manifest, shared_tokens
+
+    data = tmp_path / "data"
+    shutil.copytree(novel_shards, data)
+    p = data / "train_042.bin"
+    b = bytearray(p.read_bytes())
+    b[5] ^= 1
+    p.write_bytes(bytes(b))
+    manifest = read_manifest(data)
+    _, errors = _four_local_processes(
+        lambda rank, barrier: shared_tokens(data, "train", manifest, "gpt2zh-test-bad", rank == 0, barrier))
+    assert all(isinstance(e, ShardError) and "train_042.bin" in str(e) for e in errors), errors

@@ -148,23 +148,23 @@ def test_bad_inputs_get_clear_errors(tmp_path, capsys, corpora):
     empty_dir = tmp_path / "empty_dir"
     empty_dir.mkdir()
     code, err = run_cli(capsys, empty_dir, "--out", tmp_path / "o1")
-    assert code == 1 and "no .txt" in err
+    assert code == 2 and "no .txt" in err
 
     (tmp_path / "empty.txt").write_bytes(b"")
     code, err = run_cli(capsys, tmp_path / "empty.txt", "--out", tmp_path / "o2")
-    assert code == 1 and "empty file" in err
+    assert code == 2 and "empty file" in err
 
     (tmp_path / "cover.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
     code, err = run_cli(capsys, tmp_path / "cover.txt", "--out", tmp_path / "o3")
-    assert code == 1 and "binary" in err and "cover.txt" in err
+    assert code == 2 and "binary" in err and "cover.txt" in err
 
     (tmp_path / "english.txt").write_text("No Chinese here at all.\nJust English.\n", encoding="utf-8")
     code, err = run_cli(capsys, tmp_path / "english.txt", "--out", tmp_path / "o4")
-    assert code == 1 and "no Chinese text" in err
+    assert code == 2 and "no Chinese text" in err
 
     (tmp_path / "a_file").write_text("x")
     code, err = run_cli(capsys, corpora / "xiyouji.gbk.txt", "--out", tmp_path / "a_file" / "sub")
-    assert code == 1 and "a_file" in err
+    assert code == 2 and "a_file" in err
     for o in ("o1", "o2", "o3", "o4"):
         assert not (tmp_path / o).exists()
     assert not list(tmp_path.glob(".o*.tmp-*"))  # no half-written shard set left behind
@@ -176,7 +176,7 @@ def test_existing_shards_need_overwrite(tmp_path, capsys, corpora):
     assert run_cli(capsys, src, "--out", out, "--num-shards", 5)[0] == 0
     before = (out / "manifest.json").read_text()
     code, err = run_cli(capsys, src, "--out", out)
-    assert code == 1 and "--overwrite" in err
+    assert code == 2 and "--overwrite" in err
     assert (out / "manifest.json").read_text() == before
     assert run_cli(capsys, src, "--out", out, "--num-shards", 7, "--overwrite")[0] == 0
     assert len(read_manifest(out)["shards"]) == 7
@@ -224,10 +224,10 @@ def test_a_binary_file_inside_a_corpus_folder_is_skipped_and_reported(tmp_path, 
 def test_lone_surrogates_in_json_name_file_and_line(tmp_path, capsys):
     (tmp_path / "a.jsonl").write_text('{"text": "第一篇。"}\n{"text": "坏\\ud800了"}\n', encoding="utf-8")
     code, err = run_cli(capsys, tmp_path / "a.jsonl", "--out", tmp_path / "o1")
-    assert code == 1 and "a.jsonl:2" in err and "surrogate" in err
+    assert code == 2 and "a.jsonl:2" in err and "surrogate" in err
     (tmp_path / "b.json").write_text('[\n"第一篇。",\n"坏\\udc00了"\n]', encoding="utf-8")
     code, err = run_cli(capsys, tmp_path / "b.json", "--out", tmp_path / "o2")
-    assert code == 1 and "b.json:3" in err and "surrogate" in err
+    assert code == 2 and "b.json:3" in err and "surrogate" in err
 
 
 def test_a_fifo_is_refused_not_waited_on(tmp_path, capsys):
@@ -236,12 +236,12 @@ def test_a_fifo_is_refused_not_waited_on(tmp_path, capsys):
     fifo = tmp_path / "pipe.txt"
     os.mkfifo(fifo)
     code, err = run_cli(capsys, fifo, "--out", tmp_path / "o")
-    assert code == 1 and "FIFO" in err and "pipe.txt" in err
+    assert code == 2 and "FIFO" in err and "pipe.txt" in err
 
 
 def test_num_shards_is_checked_and_capped(tmp_path, capsys, corpora):
     code, err = run_cli(capsys, corpora / "xiyouji.gbk.txt", "--out", tmp_path / "o1", "--num-shards", "1000000")
-    assert code == 1 and "num_shards" in err
+    assert code == 2 and "num_shards" in err
     small = tmp_path / "small.txt"
     small.write_text("话说天下大势，分久必合，合久必分。\n" * 100, encoding="utf-8")  # ~1,600 tokens
     code, err = run_cli(capsys, small, "--out", tmp_path / "o2", "--num-shards", "100")
@@ -256,7 +256,7 @@ def test_a_second_prepare_into_the_same_out_refuses(tmp_path, capsys, corpora):
     out = tmp_path / "out"
     with DirLock(tmp_path / ".out.lock", "--out"):  # another prepare is writing there
         code, err = run_cli(capsys, corpora / "sanguoyanyi.gbk.txt", "--out", out)
-    assert code == 1 and "in use" in err and str(os.getpid()) in err
+    assert code == 2 and "in use" in err and str(os.getpid()) in err
     assert not out.exists()
     # a lock left by a process that died is taken over
     (tmp_path / ".out.lock").write_text(json.dumps({"pid": 2 ** 22 + 7, "host": socket.gethostname()}))

@@ -135,7 +135,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(novel_shards, tmp_path):
     _wait_for_checkpoint(out, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == 3, err[-2000:]   # interrupted, resumable: not 0 like a finished run
     assert "interrupted" in err and "--resume" in err
     res = json.loads((out / "results.json").read_text())
     assert res["status"] == "interrupted"
@@ -200,3 +200,154 @@ def test_gradient_accumulation_matches_the_full_batch(novel_shards, tmp_path):
         runs[accum] = losses(out)
     for step in runs[1]:
         assert abs(runs[1][step] - runs[2][step]) < 1e-4, (step, runs[1][step], runs[2][step])
+
+
+# ----------------------------------------------------------------------------
+# Unattended runs: kills anywhere, damaged logs, a second trainer, exit codes
+
+
+def _train_cli(novel_shards, out: Path, steps: int, save_steps: int, env_extra=None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "gpt2zh", "train", "--data", str(novel_shards), "--out", str(out), "--resume",
+           "--max-steps", str(steps), "--save-steps", str(save_steps), "--quiet", *[f"--set={o}" for o in TINY],
+           "--set=eval_interval=1000", "--set=keep_last=2"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})})
+
+
+def _every_folder_loads(out: Path) -> list[int]:
+    """Each step-N folder under checkpoints/ is complete and loads; returns their steps.
+    Dot-folders are leftovers that the next start sweeps (checked after it)."""
+    from gpt2zh.model import load_model
+
+    steps = []
+    for p in sorted((out / "checkpoints").iterdir()):
+        if p.name.startswith("."):
+            continue
+        load_model(p)
+        state = torch.load(p / "trainer_state.pt", weights_only=False)
+        steps.append(state["step"])
+    return steps
+
+
+def _latest(out: Path) -> int:
+    """The newest complete checkpoint's step (safe to call while the trainer runs)."""
+    done = checkpoints(out)
+    return int(done[-1].name.split("-")[1]) if done else 0
+
+
+def test_kill_9_anywhere_leaves_nothing_broken(novel_shards, tmp_path):
+    """kill -9 inside a checkpoint save, inside the delete of an old checkpoint, and at random
+    moments: every resume succeeds, every step-N folder loads, leftovers are swept, and at
+    most one save interval of steps is lost."""
+    import random
+
+    out, save = tmp_path / "run", 3
+    rng = random.Random(0)
+    kills = [("save:model-written@2", None), ("delete:renamed", None), (None, 2.0 + 2 * rng.random()),
+             (None, 2.0 + 2 * rng.random()), (None, 2.0 + 2 * rng.random())]
+    target = 10_000
+    for fault, after in kills:
+        before = _latest(out)
+        proc = _train_cli(novel_shards, out, target, save, {"GPT2ZH_FAULT": fault} if fault else None)
+        if fault is None:
+            deadline = time.time() + 120
+            while _latest(out) <= before:   # a kill after a new checkpoint, at a random moment
+                assert proc.poll() is None, proc.stderr.read()[-2000:]
+                assert time.time() < deadline
+                time.sleep(0.1)
+            time.sleep(after)
+            proc.kill()
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == -signal.SIGKILL, err[-2000:]
+        steps = _every_folder_loads(out)
+        assert steps and steps == sorted(steps)
+        if fault and fault.startswith("save:"):
+            assert any(p.name.startswith(".tmp-") for p in (out / "checkpoints").iterdir())
+        if fault == "delete:renamed":
+            assert any(p.name.startswith(".retired-") for p in (out / "checkpoints").iterdir())
+        logged = max((json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines() if x.strip()
+                      and x.startswith("{")), default=0)
+        assert logged - max(steps) <= save   # what is lost: at most one save interval
+    last = max(_every_folder_loads(out))
+    proc = _train_cli(novel_shards, out, last + 4, save)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert "leftover" in err or not any(p.name.startswith(".") for p in (out / "checkpoints").iterdir())
+    assert not [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")]   # swept
+    assert not [p.name for p in out.iterdir() if p.name.startswith((".tmp", ".retired"))]
+    assert _every_folder_loads(out)[-1] == last + 4
+    logged = [json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert logged == list(range(1, last + 5))   # one unbroken history
+
+
+def test_damaged_last_log_line_is_skipped_with_a_warning(novel_shards, tmp_path):
+    out = tmp_path / "run"
+    cfg = tiny("save_steps=4", "eval_interval=1000")
+    train(TrainJob(str(novel_shards), str(out), cfg.override(["max_steps=4"]), progress=False))
+    with open(out / "log.jsonl", "ab") as f:
+        f.write(b'{"step": 5, "loss": 3.1, "lr\x00\x00')   # power lost mid-write
+    with pytest.warns(UserWarning, match=r"log\.jsonl.*damaged"):
+        res = train(TrainJob(str(novel_shards), str(out), cfg.override(["max_steps=6"]), resume=True,
+                             progress=False))
+    assert res["steps"] == 6
+    assert sorted(losses(out)) == list(range(1, 7))   # the damaged record is gone, the rest kept
+
+
+def test_a_second_trainer_on_the_same_run_is_refused(novel_shards, tmp_path):
+    out = tmp_path / "run"
+    first = _train_cli(novel_shards, out, 100_000, 5)
+    try:
+        _wait_for_checkpoint(out, first)
+        second = subprocess.run([sys.executable, "-m", "gpt2zh", "train", "--data", str(novel_shards), "--out",
+                                 str(out), "--resume"], capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert f"in use by PID {first.pid}" in second.stderr
+        assert first.poll() is None   # the first one is undisturbed
+    finally:
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 3, err[-2000:]
+    assert not (out / ".lock").exists()
+    # a lock left by a process that died is taken over
+    (out / ".lock").write_text(json.dumps({"pid": 999_999_999, "host": __import__("socket").gethostname()}))
+    steps = _latest(out) + 2
+    res = train(TrainJob(str(novel_shards), str(out), tiny("eval_interval=1000", f"max_steps={steps}"), resume=True,
+                         progress=False))
+    assert res["status"] == "finished" and res["steps"] == steps
+
+
+def test_diverged_run_exits_4(novel_shards, tmp_path, monkeypatch, capsys):
+    import gpt2zh.train as T
+    from gpt2zh.cli import main
+
+    real = T.lm_loss
+    monkeypatch.setattr(T, "lm_loss", lambda model, x, y, reduction="mean": real(model, x, y, reduction) *
+                        (float("nan") if model.training else 1.0))
+    code = main(["train", "--data", str(novel_shards), "--out", str(tmp_path / "run"), "--max-steps", "3",
+                 "--quiet", *[f"--set={o}" for o in TINY]])
+    assert code == 4 and "diverged" in capsys.readouterr().err
+
+
+def test_fsdp_and_deepspeed_are_refused_at_once():
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from gpt2zh.train import refuse_unsupported
+
+    for kind in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        with pytest.raises(TrainingError, match="not supported.*DDP"):
+            refuse_unsupported(SimpleNamespace(distributed_type=kind))
+    refuse_unsupported(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU))
+
+
+def test_loss_plot_after_the_first_evaluation(tiny_run):
+    """loss.png is drawn from the log: a training point per log interval, validation markers."""
+    from gpt2zh.train import plot_run, read_log
+
+    records = read_log(tiny_run / "log.jsonl")
+    assert sum("loss" in r for r in records) == 60 and sum("val_loss" in r for r in records) == 2
+    png = tiny_run / "loss.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    plot_run(records[:31], png.with_name("first_eval.png"))   # as it stood after the first evaluation
+    assert png.with_name("first_eval.png").stat().st_size > 10_000

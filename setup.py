@@ -21,7 +21,6 @@ setup(
         "numpy>=1.24",
         "jieba>=0.42",
         "prefetch_generator>=1.0",
-        "livelossplot>=0.5",
         "matplotlib>=3.7",
         "snownlp>=0.12",
         "opencc>=1.1",

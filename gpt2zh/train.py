@@ -534,7 +534,8 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
     # -- resume: optimizer, position, RNG
     step, pos, best = 0, Position(), None
     if resume_dir is not None:
-        state = torch.load(resume_dir / "trainer_state.pt", map_location=device, weights_only=False)
+        state = torch.load(resume_dir / "trainer_state.pt", weights_only=False,
+                           map_location=device if device.type != "cpu" else "cpu")  # (multi-node CPU: "cpu:0")
         optimizer.load_state_dict(state["optimizer"])
         step, pos, best = state["step"], Position(state["epoch"], state["batch"]), state.get("best_val_loss")
         rng_file = resume_dir / f"rng_rank{rank}.pt"
@@ -654,9 +655,10 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
                 if best is None or ev["val_loss"] < best:
                     best = ev["val_loss"]
                     save_best(accelerator, raw_model, out, data_dir, {**info, "step": step, **ev})
-                bar.write(f"step {step}: validation loss {ev['val_loss']:.4f}, perplexity {ev['val_ppl']:.2f} "
-                          f"(per character {ev['val_ppl_char']:.2f}) on {ev['val_tokens']:,} tokens"
-                          + (" (best)" if best == ev["val_loss"] else ""))
+                if main:
+                    bar.write(f"step {step}: validation loss {ev['val_loss']:.4f}, perplexity {ev['val_ppl']:.2f} "
+                              f"(per character {ev['val_ppl_char']:.2f}) on {ev['val_tokens']:,} tokens"
+                              + (" (best)" if best == ev["val_loss"] else ""))
             if step % tc.save_steps == 0 or step == max_steps or stop_now:
                 last_saved = save_checkpoint(accelerator, raw_model, optimizer, out, data_dir, step, pos,
                                              {**info, "step": step, "best_val_loss": best, **results}, tc.keep_last)

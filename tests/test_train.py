@@ -351,3 +351,53 @@ def test_loss_plot_after_the_first_evaluation(tiny_run):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     plot_run(records[:31], png.with_name("first_eval.png"))   # as it stood after the first evaluation
     assert png.with_name("first_eval.png").stat().st_size > 10_000
+
+
+def _two_machines(args_for_rank, timeout=600):
+    """`accelerate launch --num_machines 2` twice on this host (one process per 'machine',
+    gloo on 127.0.0.1), as two nodes of a cluster would run it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "2", "--machine_rank", str(r), "--main_process_ip", "127.0.0.1", "--main_process_port",
+         str(port), "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "gpt2zh", "train", *args_for_rank(r)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    outs = [p.communicate(timeout=timeout) for p in procs]
+    return [p.returncode for p in procs], [o[1] for o in outs]
+
+
+def test_two_machines_train_and_resume_as_one_process(novel_shards, tmp_path):
+    common = ["--data", str(novel_shards), "--config", "tiny", "--quiet", *[f"--set={o}" for o in TINY],
+              "--set=eval_interval=4", "--set=save_steps=4"]
+    out = str(tmp_path / "cluster")
+    codes, errs = _two_machines(lambda r: common + ["--out", out, "--max-steps", "4"])
+    assert codes == [0, 0], errs[0][-3000:] + errs[1][-3000:]
+    codes, errs = _two_machines(lambda r: common + ["--out", out, "--max-steps", "8", "--resume"])
+    assert codes == [0, 0], errs[0][-3000:] + errs[1][-3000:]
+    assert "resuming from" in errs[0]
+    res = json.loads((tmp_path / "cluster" / "results.json").read_text())
+    assert res["world_size"] == 2 and res["steps"] == 8
+    single = subprocess.run([sys.executable, "-m", "gpt2zh", "train", *common, "--out", str(tmp_path / "one"),
+                             "--max-steps", "8"], env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                            text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    a, b = losses(tmp_path / "cluster"), losses(tmp_path / "one")
+    assert sorted(a) == sorted(b) == list(range(1, 9))
+    for step in a:  # same global batch over two machines, resumed half-way: the same job
+        assert abs(a[step] - b[step]) < 1e-4, (step, a[step], b[step])
+
+
+def test_machines_that_do_not_share_the_run_directory_are_told(novel_shards, tmp_path):
+    common = ["--data", str(novel_shards), "--config", "tiny", "--quiet", *[f"--set={o}" for o in TINY],
+              "--max-steps", "2"]
+    # each 'machine' sees its own folder at the path: what a --out on local disks looks like
+    codes, errs = _two_machines(lambda r: common + ["--out", str(tmp_path / f"local{r}")])
+    assert codes[0] != 0 and codes[1] != 0
+    assert "filesystem they all share" in errs[0] and "cannot see" in errs[0]
+    assert "cannot see" in errs[1] and "does not" in errs[1]   # the machine that cannot see it says so
+    assert not (tmp_path / "local0" / "checkpoints").exists()

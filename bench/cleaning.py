@@ -186,7 +186,7 @@ def main():
     args = ap.parse_args()
     corpora = Path(args.corpora)
     texts = bases(corpora, args.quick)
-    print(f"bases: " + ", ".join(f"{k} ({sum(map(len, v)):,} chars)" for k, v in texts.items())
+    print("bases: " + ", ".join(f"{k} ({sum(map(len, v)):,} chars)" for k, v in texts.items())
           + f"; seeds {args.seeds}\n")
 
     print(f"{'noise class':<30} {'injected':>9} {'recall':>8} {'truth lost':>11} {'rejoined':>9} {'merged':>7} "

@@ -9,7 +9,7 @@ roll back independently: the rows are the slots of `engine.Engine`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch

@@ -41,4 +41,4 @@ def test_demo_runs_every_stage_on_the_default_corpus(tmp_path, capsys, monkeypat
     chapter = (tmp_path / "demo" / "chapter" / "sample_000.txt").read_text(encoding="utf-8")
     assert chapter.startswith("在新的一年里，") and len(chapter) > 600
     assert (tmp_path / "demo" / "corpus" / "renmin_ribao_199801.txt").exists()   # everything under --out
-    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "cache" / "gpt2zh").exists()

@@ -68,4 +68,4 @@ def test_generate_cli(tiny_run, tmp_path, capsys):
     cap = capsys.readouterr()
     assert cap.out.count("=== sample") == 2 and "8-gram rep" in cap.err
     assert (tmp_path / "sample_001.txt").read_text(encoding="utf-8").startswith("话说")
-    assert main(["generate", "--model", str(tmp_path / "nowhere"), "--prompt", "x"]) == 1
+    assert main(["generate", "--model", str(tmp_path / "nowhere"), "--prompt", "x"]) == 2   # bad input

@@ -127,8 +127,21 @@ class Recurrence:
         return frozenset(t for t in learned if len(t) >= 3 or not t.isalpha())
 
 
+class LearnsRecurrence(Rule):
+    """A rule that learns what recurs across the corpus (scan -> learn) before it cleans."""
+
+    def learn(self, scans: list, n_docs: int):
+        return Recurrence.learn(scans, n_docs)
+
+    def learned(self, text: str, doc: Doc) -> frozenset:
+        learned = doc.learned.get(self.name)
+        if learned is None:  # cleaning one file on its own: learn from it alone
+            learned = self.learn([self.scan([text])], 1)
+        return learned
+
+
 @register
-class Repeated(Rule):
+class Repeated(LearnsRecurrence):
     name = "repeated"
     help = ("lines that recur through a file or across many documents, in many places, and do not read as "
             "prose (site navigation, typist credits, running headers, update-time lines), learned from the corpus")
@@ -149,13 +162,8 @@ class Repeated(Rule):
             rec.end_document(seen)
         return rec
 
-    def learn(self, scans: list, n_docs: int):
-        return Recurrence.learn(scans, n_docs)
-
     def apply(self, text: str, doc: Doc) -> str:
-        learned = doc.learned.get(self.name)
-        if learned is None:  # cleaning one file on its own: learn from it alone
-            learned = self.learn([self.scan([text])], 1)
+        learned = self.learned(text, doc)
         if not learned:
             return text
         lines = text.split("\n")
@@ -370,7 +378,7 @@ def _sentence_around(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 @register
-class Adverts(Rule):
+class Adverts(LearnsRecurrence):
     name = "adverts"
     help = ("advert sentences inside a paragraph: a call to action for a site (本书首发于…请支持正版, 最新章节请到…), "
             "or a sentence naming a site that recurs through a file or across many documents")
@@ -397,13 +405,8 @@ class Adverts(Rule):
             rec.end_document(seen)
         return rec
 
-    def learn(self, scans: list, n_docs: int):
-        return Recurrence.learn(scans, n_docs)
-
     def apply(self, text: str, doc: Doc) -> str:
-        learned = doc.learned.get(self.name)
-        if learned is None:  # cleaning one file on its own: learn from it alone
-            learned = self.learn([self.scan([text])], 1)
+        learned = self.learned(text, doc)
         spans = []
         literal = [t for t in learned or () if "0" not in t]
         if literal:  # a learned advert is found wherever it stands, even glued to the story

@@ -267,8 +267,8 @@ def run_eval(args) -> int:
 def add_sampling_flags(p) -> None:
     """The sampling and repetition controls `generate` and `serve` share (their defaults are
     SamplingConfig's and RepetitionConfig's)."""
-    from .sampling import SamplingConfig
     from .repetition import RepetitionConfig
+    from .sampling import SamplingConfig
 
     s, r = SamplingConfig(), RepetitionConfig()
     p.add_argument("--temperature", type=float, default=s.temperature, help="sampling temperature")
@@ -286,8 +286,8 @@ def add_sampling_flags(p) -> None:
 
 
 def sampling_from_args(args, **extra):
-    from .sampling import SamplingConfig
     from .repetition import RepetitionConfig
+    from .sampling import SamplingConfig
 
     rep = RepetitionConfig(mode=args.repetition, dry_multiplier=args.dry_multiplier, dry_base=args.dry_base,
                            dry_allowed=args.dry_allowed, max_copy=args.max_copy)

@@ -31,10 +31,14 @@ def raw_documents(path: Path, replace_bad_bytes: bool = False) -> tuple[FileRepo
     return report, raw
 
 
+def _scan(raw: list[str], opts: CleanOptions) -> dict:
+    return scan([normalize_line_ends(t.lstrip("\ufeff")) for t in raw], opts)
+
+
 def scan_file(path: Path, opts: CleanOptions, replace_bad_bytes: bool = False) -> tuple[dict, int]:
     """(what corpus-level rules learn from this file, its number of documents)."""
     _, raw = raw_documents(path, replace_bad_bytes)
-    return scan([normalize_line_ends(t.lstrip("\ufeff")) for t in raw], opts), len(raw)
+    return _scan(raw, opts), len(raw)
 
 
 def clean_file(path: Path, opts: CleanOptions, replace_bad_bytes: bool = False,
@@ -45,7 +49,7 @@ def clean_file(path: Path, opts: CleanOptions, replace_bad_bytes: bool = False,
     if not raw:
         return report, []
     if learned is None:
-        learned = learn([scan([normalize_line_ends(t.lstrip("\ufeff")) for t in raw], opts)], len(raw), opts)
+        learned = learn([_scan(raw, opts)], len(raw), opts)
     docs: list[Document] = []
     for i, text in enumerate(raw):
         name = report.path if len(raw) == 1 else f"{report.path}[{i}]"

@@ -175,9 +175,12 @@ def read_manifest(shard_dir: str | Path) -> dict:
     return manifest
 
 
+def _split_entries(manifest: dict, split: str) -> list[dict]:
+    return manifest["shards"] if split == "train" else [manifest["val"]] if manifest.get("val") else []
+
+
 def split_size(manifest: dict, split: str) -> tuple[int, np.dtype]:
-    entries = manifest["shards"] if split == "train" else [manifest["val"]] if manifest.get("val") else []
-    return sum(e["tokens"] for e in entries), np.dtype(manifest["dtype"])
+    return sum(e["tokens"] for e in _split_entries(manifest, split)), np.dtype(manifest["dtype"])
 
 
 def load_tokens(shard_dir: str | Path, split: str = "train", verify: bool = True,
@@ -187,9 +190,8 @@ def load_tokens(shard_dir: str | Path, split: str = "train", verify: bool = True
     verify) its sha256."""
     shard_dir = Path(shard_dir)
     manifest = manifest or read_manifest(shard_dir)
-    entries = manifest["shards"] if split == "train" else [manifest["val"]] if manifest.get("val") else []
-    dtype = np.dtype(manifest["dtype"])
-    n_total = sum(e["tokens"] for e in entries)
+    entries = _split_entries(manifest, split)
+    n_total, dtype = split_size(manifest, split)
     tokens = into if into is not None else np.empty(n_total, dtype=dtype)
     if tokens.shape != (n_total,) or tokens.dtype != dtype:
         raise ValueError(f"load_tokens: `into` must be {n_total} x {dtype}")

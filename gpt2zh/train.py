@@ -198,23 +198,25 @@ def _write_model_dir(path: Path, raw_model, data_dir: Path, info: dict) -> None:
     (path / "gpt2zh.json").write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
-def _retire(path: Path) -> None:
-    """Delete a folder so that a kill at any moment leaves either the whole folder or none of
-    it under its name: rename first (atomic), then delete the renamed copy."""
+def _set_aside(path: Path) -> Path:
+    """Rename a folder out of the way (atomic): a kill at any moment leaves either the whole
+    folder under its name or none of it; the start-up sweep deletes what was set aside."""
     gone = path.with_name(f".retired-{path.name}-{os.getpid()}")
     path.rename(gone)
+    return gone
+
+
+def _retire(path: Path) -> None:
+    gone = _set_aside(path)
     _fault("delete:renamed")
     shutil.rmtree(gone, ignore_errors=True)
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        gone = final.with_name(f".retired-{final.name}-{os.getpid()}")
-        final.rename(gone)
-        tmp.rename(final)
+    gone = _set_aside(final) if final.exists() else None
+    tmp.rename(final)
+    if gone is not None:
         shutil.rmtree(gone, ignore_errors=True)
-    else:
-        tmp.rename(final)
 
 
 def save_checkpoint(accelerator, raw_model, optimizer, out: Path, data_dir: Path, step: int,

@@ -50,3 +50,14 @@ def tiny_run(novel_shards, tmp_path_factory) -> Path:
                                                        "lr=1e-3"])
     train(TrainJob(data=str(novel_shards), out=str(out), run=run, progress=False))
     return out
+
+
+def corrupted_copy(shards: Path, dest: Path, shard: str) -> Path:
+    """A copy of a shard set with one bit of `shard` flipped (its sha256 no longer matches)."""
+    import shutil
+
+    shutil.copytree(shards, dest)
+    data = bytearray((dest / shard).read_bytes())
+    data[5] ^= 1
+    (dest / shard).write_bytes(bytes(data))
+    return dest

@@ -82,16 +82,10 @@ def test_one_copy_of_the_tokens_per_machine(novel_shards):
 
 
 def test_a_corrupted_shard_stops_every_local_process(novel_shards, tmp_path):
-    import shutil
-
+    from conftest import corrupted_copy
     from gpt2zh.shards import ShardError, read_manifest, shared_tokens
 
-    data = tmp_path / "data"
-    shutil.copytree(novel_shards, data)
-    p = data / "train_042.bin"
-    b = bytearray(p.read_bytes())
-    b[5] ^= 1
-    p.write_bytes(bytes(b))
+    data = corrupted_copy(novel_shards, tmp_path / "data", "train_042.bin")
     manifest = read_manifest(data)
     _, errors = _four_local_processes(
         lambda rank, barrier: shared_tokens(data, "train", manifest, "gpt2zh-test-bad", rank == 0, barrier))

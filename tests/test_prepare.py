@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import corrupted_copy
 from gpt2zh.cli import main
 from gpt2zh.corpus import CleanOptions, find_inputs, learn_corpus, load_corpus, split_document
 from gpt2zh.shards import ShardError, _sha256, import_gpt2_chinese, load_tokenizer, load_tokens, read_manifest
@@ -120,15 +121,11 @@ def test_import_gpt2_chinese_shards(tmp_path, corpora):
 
 
 def test_corrupted_shard_is_named(novel_shards, tmp_path):
-    copy = tmp_path / "copy"
-    shutil.copytree(novel_shards, copy)
-    shard = copy / "train_042.bin"
-    data = bytearray(shard.read_bytes())
-    data[10] ^= 0xFF
-    shard.write_bytes(bytes(data))
+    copy = corrupted_copy(novel_shards, tmp_path / "copy", "train_042.bin")
     with pytest.raises(ShardError, match="train_042.bin"):
         load_tokens(copy)
-    shard.write_bytes(bytes(data[:-2]))
+    shard = copy / "train_042.bin"
+    shard.write_bytes(shard.read_bytes()[:-2])
     with pytest.raises(ShardError, match="train_042.bin.*bytes"):
         load_tokens(copy)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY
+from conftest import TINY, corrupted_copy
 from gpt2zh.config import RunConfig
 from gpt2zh.shards import ShardError
 from gpt2zh.train import TrainingError, TrainJob, checkpoints, train
@@ -84,14 +84,7 @@ def test_two_processes_train_as_one_job(novel_shards, tmp_path):
 
 
 def test_corrupted_shard_stops_before_training(novel_shards, tmp_path):
-    import shutil
-
-    data = tmp_path / "data"
-    shutil.copytree(novel_shards, data)
-    p = data / "train_013.bin"
-    b = bytearray(p.read_bytes())
-    b[0] ^= 1
-    p.write_bytes(bytes(b))
+    data = corrupted_copy(novel_shards, tmp_path / "data", "train_013.bin")
     with pytest.raises(ShardError, match="train_013.bin"):
         train(TrainJob(str(data), str(tmp_path / "run"), tiny("max_steps=2"), progress=False))
     assert not (tmp_path / "run" / "checkpoints").exists()

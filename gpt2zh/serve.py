@@ -8,6 +8,7 @@ clients expect. A pretrained model continues text: there is no chat endpoint.
 # (no `from __future__ import annotations`: FastAPI reads the handlers' annotations at run time)
 import asyncio
 import json
+import signal
 import threading
 import time
 import uuid
@@ -396,7 +397,16 @@ def serve(cfg: ServeConfig) -> None:
     print(f"gpt2zh serve: {studio.model_id} on {studio.engine.device}, {cfg.max_batch} slots, n_ctx "
           f"{studio.engine.n_ctx}\n  writing studio: {url}\n  OpenAI API:     {url}v1 (model '{studio.model_id}')\n"
           "  Ctrl-C to stop", file=sys.stderr, flush=True)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then raises the signal again for the
+    # handlers it found: ours only note it, so the engine stops here and the exit is clean.
+    stopped_by = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: stopped_by.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         uvicorn.run(studio.app, host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=5)
     finally:
         studio.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"gpt2zh serve: stopped{' by ' + signal.Signals(stopped_by[0]).name if stopped_by else ''}",
+          file=sys.stderr)

@@ -63,6 +63,7 @@ def server(tiny_run):
     rc, out = srv.stop()
     assert rc == 0, out
     assert "writing studio: http://127.0.0.1" in out  # it printed the URL
+    assert "stopped by SIGINT" in out           # and shut down cleanly
 
 
 @pytest.fixture(scope="module")

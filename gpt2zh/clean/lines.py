@@ -472,7 +472,7 @@ class Notices(Rule):
                 continue  # (weak signals in a piece of a wrapped paragraph are the story's words)
             if any(len(p) >= 8 and not NOTICE_HINT_RE.search(p) for p in SENTENCES_RE.findall(s)):
                 continue  # a sentence of story in the line: an advert inside it is the adverts rule's
-            weak = len(NOTICE_WEAK_RE.findall(s))
+            weak = len(set(NOTICE_WEAK_RE.findall(s)))   # one word said twice is one signal
             sentences = sum(s.count(c) for c in "。！？")
             if len(s) <= 60 and not sentences and URL_RE.search(s) and len(URL_RE.sub("", s)) <= 12:
                 strong += 1  # a line that is mostly a site's address is a credit or an advert

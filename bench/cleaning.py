@@ -37,6 +37,8 @@ from gpt2zh.corpus import clean_file  # noqa: E402
 
 CLASSES = {   # noise class -> the kinds of bench/noise.py it runs (wrapping needs its line breaks counted)
     "hard wraps": ("wrap",),
+    "blocks set apart (unwrapped)": ("blocks",),
+    "blocks set apart in wrapped text": ("wrap", "blocks"),
     "page markers (unwrapped)": ("page_markers",),
     "page markers in wrapped text": ("wrap", "page_markers"),
     "navigation blocks": ("navigation",),

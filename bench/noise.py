@@ -6,6 +6,9 @@ make the kinds of damage scraped Chinese e-books carry, recording what is noise:
     wrap            hard wraps at 10-60 characters (20-120 columns), indented or not, counted
                     with or without the indentation, hanging punctuation, blank lines or not,
                     the width changing between chapters
+    blocks          a letter or a poem set apart: a few paragraphs wrapped at a narrower width of
+                    their own, every line indented or none, sometimes a blank line after each,
+                    inside wrapped or unwrapped text
     page_markers    "- 12 -", "第12页", "----- Page 12 -----", a bare number, between lines
                     and inside paragraphs, with or without blank lines around
     navigation      blocks of site navigation between chapters (the same block each time, or varied)
@@ -267,7 +270,8 @@ def wrap_paragraph(p: str, width: int, cols: bool, indent: str, count_indent: bo
     return lines
 
 
-def layout(pairs, rng, wrap: bool, markers: bool, nav: bool, notices: bool, separators: bool) -> Noisy:
+def layout(pairs, rng, wrap: bool, markers: bool, nav: bool, notices: bool, separators: bool,
+           blocks: bool = False) -> Noisy:
     """Lay the (noisy, truth) paragraphs out as lines, wrapped or not, with line noise between."""
     noise = {"page_markers": 0, "navigation": 0, "notices": 0, "separators": 0}
     out: list[str] = []
@@ -281,6 +285,7 @@ def layout(pairs, rng, wrap: bool, markers: bool, nav: bool, notices: bool, sepa
     every = rng.randrange(20, 50)
     countdown, page = every, rng.randrange(1, 50)
     headings = []
+    block_left, block = 0, None
 
     def put(line: str, kind: str | None = None) -> None:
         out.append(line)
@@ -318,6 +323,27 @@ def layout(pairs, rng, wrap: bool, markers: bool, nav: bool, notices: bool, sepa
                 for line in notice_lines(rng, "chapter"):
                     put(line, "notices")
             continue
+        unit = 2 if cols else 1
+        if blocks and not block_left and len(noisy) >= 40 and rng.random() < 0.03:
+            b_width = rng.randrange(14, 31)
+            if not wrap or b_width + 6 <= width // unit:   # narrower than the text around it
+                block_left = rng.randrange(1, 5)
+                block = (b_width * unit, rng.choice(["", "    ", "　　"]), rng.random() < 0.25)
+        if block_left:
+            block_left -= 1
+            b_width, b_indent, b_blank = block
+            lines = [b_indent + x for x in wrap_paragraph(noisy, b_width, cols, "", False, hanging=True)]
+            for j, line in enumerate(lines):
+                put(line)
+                if j < len(lines) - 1:
+                    breaks += 1
+                    if b_blank:
+                        out.append("")
+                    marker()
+            if blank:
+                out.append("")
+            marker()
+            continue
         if wrap:
             lines = wrap_paragraph(noisy, width, cols, indent, count_indent, hanging=True)
         elif markers and len(noisy) > 60 and rng.random() < 0.05:   # a page break inside a paragraph
@@ -346,7 +372,7 @@ def layout(pairs, rng, wrap: bool, markers: bool, nav: bool, notices: bool, sepa
 # mojibake first (it needs clean paragraphs), then the generators that only insert noise
 INLINE = {"mojibake": mojibake, "prose_traps": prose_traps, "adverts": adverts, "html": html_noise,
           "debris": debris, "masks": masks}
-LINES = ("wrap", "page_markers", "navigation", "notices", "separators")
+LINES = ("wrap", "blocks", "page_markers", "navigation", "notices", "separators")
 KINDS = tuple(INLINE) + LINES
 
 
@@ -360,6 +386,6 @@ def make(paragraphs: list[str], kinds: tuple[str, ...], seed: int) -> Noisy:
             pairs, counts = fn(pairs, rng)
             noise.update(counts)
     result = layout(pairs, rng, wrap="wrap" in kinds, markers="page_markers" in kinds, nav="navigation" in kinds,
-                    notices="notices" in kinds, separators="separators" in kinds)
+                    notices="notices" in kinds, separators="separators" in kinds, blocks="blocks" in kinds)
     result.noise.update({k: v for k, v in noise.items() if v})
     return result

@@ -30,7 +30,7 @@ import numpy as np
 from .corpus import CleanOptions, CorpusError, FileReport, clean_file, find_inputs, scan_file, split_document
 from .clean import learn
 from .clean.dedup import Signature, find_duplicates, low_punctuation, signature
-from .clean.report import summarize
+from .clean.report import UNFINISHED_WARN, summarize
 from .locks import DirLock
 from .shards import atomic_output_dir, encode_documents, token_dtype, write_shard_set
 from .vocab import build_corpus_char_tokenizer, char_counts_sparse, counts_to_counter, resolve_vocab, specials_of
@@ -416,6 +416,12 @@ def format_report(manifest: dict) -> str:
         lines.append(f"flagged: {flagged} garbage passages dropped"
                      + (f"; {len(low)} documents with little punctuation kept: "
                         + ", ".join(d["doc"] for d in low[:5]) if low else "") + " (see report.html)")
+    for f in rep["files"]:
+        u = f["unfinished"]
+        if f["kept_chars"] and u["seen"] >= 20 and u["seen"] >= UNFINISHED_WARN * u["paragraphs"]:
+            lines.append(f"{f['path']}: {u['seen']:,} of {u['paragraphs']:,} paragraphs ({u['seen'] / u['paragraphs']:.1%}) "
+                         "stop mid-sentence: text missing from this copy, or line breaks not rejoined "
+                         "(examples in report.html)")
     s, tk = rep["split"], rep["tokens"]
     lines.append(f"split: {s['train_chars']:,} train / {s['val_chars']:,} val characters "
                  f"(val fraction {s['val_fraction']}, {s['boundary_breaks']} paragraph breaks at the cuts)")

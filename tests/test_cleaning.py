@@ -65,6 +65,70 @@ def test_hard_wraps_of_any_width_are_rejoined(base):
     assert left <= 0.01 * breaks, (left, breaks)
 
 
+def test_blocks_set_at_their_own_width_are_rejoined(base):
+    # a letter or a poem set apart, wrapped narrower than the text around it (wrapped or
+    # not), indented or not, sometimes a blank line after every line
+    for kinds in (("blocks",), ("wrap", "blocks")):
+        breaks = left = 0
+        for seed in range(3):
+            n, c, _ = run(base, kinds, seed)
+            assert c["truth_lost"] == 0 and c["headings_lost"] == 0
+            breaks, left = breaks + n.breaks, left + c["breaks_left"]
+        assert left <= 0.05 * breaks, (kinds, left, breaks)
+
+
+def test_free_verse_among_whole_paragraphs_is_not_joined():
+    rng = random.Random(3)
+    words = "归来的雁阵飞过渭水陕北蒲公英就开放了挣扎着开放在窑洞向阳的墙角秦皇战车碾过的大道旁像一支苦调歌谣"
+    verse = []
+    for _ in range(40):
+        k = rng.randrange(8, 13)
+        start = rng.randrange(len(words) - k)
+        verse.append(words[start:start + k])
+    prose = "话说天下大势，分久必合，合久必分。周末七国分争，并入于秦。及秦灭之后，楚、汉分争，又并入于汉。" * 3
+    out = clean_text("\n".join([prose] + verse + [prose]), CleanOptions(), FileReport("v")).split("\n")
+    assert out == [prose] + verse + [prose]
+
+
+def test_a_letter_set_apart_in_the_real_novels_is_rejoined(corpora):
+    # 三国演义's 檄文 in chapter 22: every line indented, wrapped at 24 characters inside text
+    # wrapped at 40 (the shared edition), or inside whole paragraphs (the updatetime copy)
+    for name in ("sanguoyanyi.gbk.txt", "noisy/sanguoyanyi_updatetime.txt"):
+        report, docs = clean_file(corpora / name, CleanOptions())
+        text = "\n".join(d.text for d in docs)
+        assert "忠臣虑难以立权。是以有非常之人，然后有非常之事" in text, name
+        u = report.unfinished
+        assert u["seen"] <= 0.01 * u["paragraphs"], (name, u["seen"], u["paragraphs"])
+
+
+def test_page_breaks_decided_by_the_files_own_layout():
+    para = "　　" + "他说道：这一回的事情，须从头说起。那年冬天，雪下得很大，城外的路都断了，" * 2
+    # indented paragraphs: a page's first line without indentation goes on the paragraph,
+    # even after a full stop; an indented one starts a new paragraph
+    lines = [para + "众人都不说话。", "·12·", "他们走了三天才到。", para, "·13·", para + "完了。"] + [para] * 20
+    out = clean_text("\n".join(lines), CleanOptions(), FileReport("p")).split("\n")
+    assert out[0].endswith("众人都不说话。他们走了三天才到。")
+    assert out[1] == para.strip() and out[2] == para.strip() + "完了。"
+    # no indentation: after "：" the paragraph goes on where this file rarely ends one with it
+    flat = [p.strip() for p in [para] * 60]
+    lines = flat[:30] + [flat[30] + "樵夫道：", "- 7 -", "“你这汉子，甚不通变。”"] + flat[31:]
+    out = clean_text("\n".join(lines), CleanOptions(), FileReport("q")).split("\n")
+    assert flat[30] + "樵夫道：“你这汉子，甚不通变。”" in out
+    # ... and keeps its break where speeches usually follow a paragraph ending in "："
+    lines = [x for p in flat[:30] for x in (p + "他道：", "“好。”")]
+    lines[20:20] = ["- 8 -"]
+    out = clean_text("\n".join(lines), CleanOptions(), FileReport("r")).split("\n")
+    assert len(out) == 60
+
+
+def test_prose_with_a_word_twice_and_newspaper_numbers_is_kept():
+    for line in ["西藏自治区有关部门从８０年代开始对藏族文化遗产进行挖掘、收集、整理、翻译和出版工作。西藏人民出版社重点整理出版了一批古典名著",
+                 "江苏队却在兴奋点上，拦网、扣杀和后排防守等都发挥得淋漓尽致，不到１小时便以３∶０轻取四川队。"]:
+        text = "\n".join(["话说天下大势，分久必合，合久必分。"] * 5 + [line] + ["话说天下大势，分久必合，合久必分。"] * 5)
+        report = FileReport("k")
+        assert line in clean_text(text, CleanOptions(), report).split("\n"), dict(report.dropped)
+
+
 def test_prose_that_looks_like_noise_is_kept(base):
     for seed in (2, 3):
         n, c, _ = run(base, ("prose_traps", "adverts", "notices", "navigation"), seed)
@@ -192,9 +256,15 @@ def test_prepare_names_and_drops_a_second_edition(tmp_path, corpora, capsys):
     files = {Path(f["path"]).name: f for f in m["cleaning"]["files"]}
     assert files["xiyouji_rain8.gbk.txt"]["kept_chars"] == 0 and files["xiyouji_rain8.gbk.txt"]["duplicates"]
     assert m["cleaning"]["balanced"]
+    assert "stop mid-sentence" not in out   # a dropped copy's damage is not worth a warning
     code = main(["prepare", "--quiet", str(corpora / "xiyouji.gbk.txt"), str(corpora / "noisy" / "xiyouji_rain8.gbk.txt"),
                  "--out", str(tmp_path / "b"), "--num-shards", "4", "--keep-duplicates"])
     assert code == 0
+    # the rain8 copy lost text at the end of hundreds of paragraphs: the summary says so
+    warned = [ln for ln in capsys.readouterr().out.splitlines() if "stop mid-sentence" in ln]
+    assert len(warned) == 1 and "xiyouji_rain8" in warned[0]
+    html = (tmp_path / "b" / "report.html").read_text(encoding="utf-8")
+    assert "Paragraphs that stop mid-sentence" in html and html.count("class=stop") >= 8
     m = json.loads((tmp_path / "b" / "manifest.json").read_text(encoding="utf-8"))
     assert all(f["kept_chars"] > 0 for f in m["cleaning"]["files"])
 

@@ -27,6 +27,8 @@ for _m in pkgutil.iter_modules(__path__):
     if _m.name not in ("base", "decode", "report", "dedup", "html_report"):
         importlib.import_module(f"{__name__}.{_m.name}")
 
+from .paragraphs import note_unfinished  # noqa: E402  (after every rule is registered)
+
 ORDER = sorted(RULES, key=lambda n: RULES[n].order)
 GARBAGE_SCOPES = ("span", "paragraph")
 
@@ -104,6 +106,7 @@ def clean_text(text: str, opts=None, report: FileReport | None = None, learned: 
         text = cut_pattern(CONTROL_RE, text.replace("\f", "\n"), "control_chars", doc)  # a form feed breaks the page
     for rule in pipeline(opts):
         text = rule.apply(text, doc)
+    note_unfinished(text, doc)
     report.kept_chars += len(text)
     return text
 

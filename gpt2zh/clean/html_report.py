@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 from .base import RULES
+from .report import UNFINISHED_WARN
 
 BUILTIN_HELP = {
     "bom": "byte-order marks",
@@ -37,7 +38,7 @@ th { background: #f3f3f3; text-align: left; } td.n { text-align: right; font-var
           white-space: pre-wrap; word-break: break-all; }
 .sample mark .br { color: #b00020; }
 mark { background: #ffd2d2; text-decoration: line-through; text-decoration-color: #b00020; }
-.ctx { color: #666; } .br { color: #999; } .muted { color: #777; font-size: 0.9em; }
+.stop { color: #b00020; } .ctx { color: #666; } .br { color: #999; } .muted { color: #777; font-size: 0.9em; }
 """
 
 
@@ -89,6 +90,12 @@ def render(report: dict, seed: int = 0) -> str:
         para = f.get("paragraphs") or {}
         wrap = (f"{para.get('rejoined_breaks', 0):,} wrapped line breaks rejoined ("
                 + html.escape(", ".join(para.get("wrap_widths", []))) + ")") if para.get("rejoined_breaks") else "—"
+        u = f.get("unfinished") or {}
+        if u.get("paragraphs"):
+            share = u["seen"] / u["paragraphs"]
+            wrap += (f"; {u['seen']:,} of {u['paragraphs']:,} ({share:.1%}) stop mid-sentence"
+                     if share < UNFINISHED_WARN else
+                     f'; <span class="bad">{u["seen"]:,} of {u["paragraphs"]:,} ({share:.1%}) stop mid-sentence</span>')
         out.append(f"<tr><td>{html.escape(f['path'])}</td><td>{f['encoding']}</td><td class=n>{f['documents']:,}</td>"
                    f"<td class=n>{f['input_chars']:,}</td><td class=n>{f['kept_chars']:,}</td><td>{drops}</td>"
                    f"<td>{wrap}</td></tr>")
@@ -115,6 +122,18 @@ def render(report: dict, seed: int = 0) -> str:
         for path, x in flagged:
             out.append(f"<div class=muted>{html.escape(x['doc'] or path)} ({x['scope']})</div>"
                        + _sample(x["before"], x["text"], x["after"]))
+    unfinished = [(f["path"], f["unfinished"]) for f in files if f.get("unfinished", {}).get("seen") and f["kept_chars"]]
+    out.append(f"<h2>Paragraphs that stop mid-sentence ({sum(u['seen'] for _, u in unfinished):,})</h2>")
+    if unfinished:
+        out.append("<p class=muted>Kept paragraphs (15+ characters, not headings) that end without closing "
+                   "their sentence, and how the next one starts (⏎ is the paragraph break). A few per cent is "
+                   "normal (titles, lists, verse); many means text is missing from the copy or its line "
+                   "breaks were not rejoined.</p>")
+        for path, u in unfinished:
+            out.append(f"<h3>{html.escape(path)} — {u['seen']:,} of {u['paragraphs']:,} "
+                       f"({u['seen'] / max(1, u['paragraphs']):.1%})</h3>")
+            out += [f'<div class="sample"><span class="ctx">{_e(a)}</span><b class=stop>⏎</b>'
+                    f'<span class="ctx">{_e(c)}</span></div>' for a, _, c in u["items"]]
     dups = [d for f in files for d in f.get("duplicates", [])]
     out.append(f"<h2>Duplicates dropped ({len(dups)})</h2>")
     if dups:

@@ -26,6 +26,9 @@ MID_SENTENCE_END = re.compile(f"[{CJK}A-Za-z0-9，、；：—]$")
 SOFT_MID_RE = re.compile(f"[{CJK}A-Za-z0-9０-９Ａ-Ｚａ-ｚ，、；—“「『（《(]")
 REGION_LINES = 400      # body lines per detection block
 MIN_REGION = 30         # a smaller block borrows the decision of the file
+MIN_BLOCK = 8           # lines of a block set apart that may be wrapped at its own width
+MIN_STREAK = 3          # lines of one width in a row that make a wrapped paragraph where no wrap was found
+MAX_WRAP_COLS = 124     # 120 columns and hanging punctuation: wider lines were not wrapped
 MEASURES = ("cols", "cols-content", "chars", "chars-content")
 
 
@@ -37,7 +40,7 @@ def display_width(s: str) -> int:
 
 _HEADING_START = "正第楔序引尾后番附"
 # one byte of facts per code point, for the last (or first) character of every line at once
-HANG, PUNCT, END, MID, WORD, SOFT, OPEN, BLANK, HEAD = (1 << k for k in range(9))
+HANG, PUNCT, END, MID, WORD, SOFT, OPEN, BLANK, HEAD, COLON = (1 << k for k in range(10))
 _LUT: np.ndarray | None = None
 
 
@@ -55,8 +58,10 @@ def _char_flags() -> np.ndarray:
             lut[ord(c)] |= MID | SOFT
         for c in "，、；：—":
             lut[ord(c)] |= MID
-        for c in "，、；—“「『（《(":
+        for c in "，、；—“「『（《(‘【〈［":
             lut[ord(c)] |= SOFT
+        for c in "：:":
+            lut[ord(c)] |= COLON
         lut[0xFF10:0xFF1A] |= SOFT   # full-width digits and letters
         lut[0xFF21:0xFF3B] |= SOFT
         lut[0xFF41:0xFF5B] |= SOFT
@@ -97,6 +102,8 @@ class LineTable:
         self.mid_end = (lastf & MID) != 0
         self.mid_word = has & ((lastf & (PUNCT | HANG)) == 0)
         self.soft_mid = (lastf & SOFT) != 0
+        self.colon_end = (lastf & COLON) != 0
+        self.colons = int(np.count_nonzero(flags & COLON))
         self.opens = (firstf & OPEN) != 0
         self.heading = np.zeros(len(starts), dtype=bool)
         for i in np.flatnonzero(((firstf & HEAD) != 0) & (clen <= 60)):
@@ -123,6 +130,7 @@ class Wrap:
     base_indent: int = 0
     indented: bool = False   # paragraph starts are indented past continuation lines
     blank_sep: bool = False  # paragraphs are separated by blank lines
+    spaced: bool = False     # a blank line after (nearly) every line: blank lines say nothing
 
     def __post_init__(self):
         # a line one character short of the width is full too (a word pushed down)
@@ -132,7 +140,9 @@ class Wrap:
         """Which of the lines `idx` reach the width (and so go on in the next line)."""
         w = t.widths[idx, self.measure]
         at = (w >= self.width - self.tol) & (w <= self.width)
-        hanging = (w > self.width) & (w <= self.width + self.tol) & t.hang[idx]
+        # past the width by one character: hanging punctuation, or a character the wrapping
+        # tool counted narrower (a substituted rare character) with the line stopping mid-word
+        hanging = (w > self.width) & (w <= self.width + self.tol) & (t.hang[idx] | t.mid_word[idx])
         # nearly full and stopped mid-word: a first line that lost its indentation, or a
         # word pushed down by the wrapping tool
         near = (w >= 0.8 * self.width) & (w < self.width) & t.mid_word[idx]
@@ -143,14 +153,20 @@ class Wrap:
         return f"{self.width} {unit}" + (" (indentation not counted)" if "content" in MEASURES[self.measure] else "")
 
 
-def detect_wraps(t: LineTable, blocks: list[tuple[int, int]]) -> list[Wrap | None]:
-    """The wrap of each block [a, b) of lines, or None where it was not hard-wrapped. Every
-    candidate width of every block is scored at once, from cumulative histograms of the
-    line widths (one row per block)."""
-    R = len(blocks)
+def detect_wraps(t: LineTable, blocks: list[tuple[int, int]], strict: bool = False) -> list[Wrap | None]:
+    """The wrap of each block [a, b) of lines, or None where it was not hard-wrapped."""
     rid = np.full(len(t.blank), -1, dtype=np.int64)
     for r, (a, b) in enumerate(blocks):
         rid[a:b] = r
+    return detect_wraps_of(t, rid, len(blocks), strict)
+
+
+def detect_wraps_of(t: LineTable, rid: np.ndarray, R: int, strict: bool = False) -> list[Wrap | None]:
+    """The wrap of each set of lines r < R (the lines i with rid[i] == r), or None where it
+    was not hard-wrapped. Every candidate width of every set is scored at once, from
+    cumulative histograms of the line widths (one row per set). `strict`: hardly a line may
+    pass the width (a region may keep some paragraphs whole; a block set apart may not, or
+    a column of free verse would pass for one)."""
     body = (rid >= 0) & ~t.blank & ~t.heading & (t.widths[:, 3] >= 4)
     idx = np.flatnonzero(body)
     r_of = rid[idx]
@@ -184,7 +200,10 @@ def detect_wraps(t: LineTable, blocks: list[tuple[int, int]]) -> list[Wrap | Non
         # a crowd at the width, almost nothing past it (unless the crowd is most of the
         # block: some paragraphs were left unwrapped), far more than just below it, most of
         # those lines stopping mid-sentence (unlike a column of verses), few of them items
-        few_over = (over <= 0.02 * nn + 1) | ((at >= 0.3 * nn) & (over <= at))
+        if strict:       # a few typist's slips, no more
+            few_over = over <= 0.06 * nn + 1
+        else:            # (unless the crowd is most of the block: some paragraphs were left unwrapped)
+            few_over = (over <= 0.02 * nn + 1) | ((at >= 0.3 * nn) & (over <= at))
         ok = ((at >= np.maximum(5, 0.08 * nn)) & few_over & (at >= 2 * below) & (mid >= 0.35 * at)
               & (listed <= 0.3 * at) & (nn >= 8))
         score = np.where(ok, (at - 3.0 * np.minimum(over, 0.02 * nn + 1)) / np.maximum(nn, 1), -1.0)
@@ -202,8 +221,11 @@ def detect_wrap(t: LineTable, a: int, b: int) -> Wrap | None:
 
 def read_style(wrap: Wrap, t: LineTable, a: int, b: int) -> Wrap:
     """How paragraphs start in a wrapped block: indentation, blank lines, or neither."""
-    idx = np.arange(a, b)
-    idx = idx[~t.blank[a:b]]
+    return read_style_of(wrap, t, np.flatnonzero(~t.blank[a:b]) + a)
+
+
+def read_style_of(wrap: Wrap, t: LineTable, idx: np.ndarray) -> Wrap:
+    """read_style for the non-blank lines `idx` (ascending)."""
     if len(idx) < 2:
         return wrap
     p, q = idx[:-1], idx[1:]
@@ -217,6 +239,8 @@ def read_style(wrap: Wrap, t: LineTable, a: int, b: int) -> Wrap:
         conts = (after_full > wrap.base_indent).mean() if len(after_full) else 0.0
         wrap.indented = bool(starts >= 0.6 and conts <= 0.3)
         wrap.blank_sep = bool(((q[~full] - p[~full]) > 1).mean() >= 0.6)
+    if full.sum() >= 4:
+        wrap.spaced = bool(((q[full] - p[full]) > 1).mean() >= 0.8)
     return wrap
 
 
@@ -261,8 +285,156 @@ def wrap_plan(t: LineTable) -> tuple[list[Wrap], np.ndarray]:
         if wrap is not None:
             wraps.append(read_style(wrap, t, a, b))
             region[a:b] = len(wraps) - 1
+    blocks = trim_blocks(t, set_blocks(t, wraps, region))
+    for (a, b, r), wrap in zip(blocks, detect_wraps(t, [(a, b) for a, b, _ in blocks], strict=True)):
+        if wrap is not None and (r < 0 or (wrap.measure, wrap.width) != (wraps[r].measure, wraps[r].width)):
+            wraps.append(read_style(wrap, t, a, b))
+            region[a:b] = len(wraps) - 1
+    split_widths(t, wraps, region)
+    for a, b, width in streaks(t, wraps, region):
+        wraps.append(read_style(Wrap(1, width), t, a, b))
+        region[a:b] = len(wraps) - 1
     t.plan = (wraps, region)
     return t.plan
+
+
+def streaks(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tuple[int, int, int]]:
+    """A paragraph too short for any statistics, wrapped where nothing around it is: MIN_STREAK+
+    lines in a row of one width (indentation not counted), most of them stopping mid-sentence,
+    among lines that no wrap accounts for. Returns [a, b) with the line after the streak
+    (the paragraph's last line), and the width."""
+    nb = np.flatnonzero(~t.blank)
+    reg = region[nb]
+    free = reg < 0
+    for r, w in enumerate(wraps):
+        sel = np.flatnonzero(reg == r)
+        free[sel] = ~w.full(t, nb[sel]) & (t.widths[nb[sel], w.measure] <= w.width + w.tol)
+    w = t.widths[nb, 1]
+    even = free[1:] & free[:-1] & (np.abs(w[1:] - w[:-1]) <= 2) & (w[1:] >= 20) & ~t.heading[nb[1:]]
+    out = []
+    for a, b in _runs(even):                 # lines a .. b of nb are one width
+        end = b + 1                          # the paragraph's last line: shorter, and it ends a sentence
+        if (b - a + 1 >= MIN_STREAK and t.mid_end[nb[a:b + 1]].sum() >= (b - a + 1) / 2 and end < len(nb)
+                and free[end] and w[end] < w[b] and t.sentence_end[nb[end]]):
+            out.append((int(nb[a]), int(nb[end]) + 1, int(w[a:b + 1].max())))
+    return out
+
+
+def split_widths(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> None:
+    """Regions where a second width is at work: paragraphs wrapped at one width around a
+    letter set at a narrower one (the region's wrap may have come from either). The lines
+    too wide for the region's wrap, where they crowd at a width of their own, get that wrap;
+    then each line goes with its paragraph: a line after a full line goes on that paragraph,
+    any other goes with the width it is at."""
+    rid = np.full(len(t.blank), -1, dtype=np.int64)
+    found = []
+    for r, w in enumerate(wraps):
+        idx = np.flatnonzero((region == r) & ~t.blank & ~t.heading)
+        over = idx[t.widths[idx, w.measure] > w.width + w.tol]
+        if len(over) >= MIN_BLOCK and len(over) > 0.02 * len(idx) + 1:
+            rid[over] = len(found)
+            found.append(r)
+    if not found:
+        return
+    for r, w2 in zip(found, detect_wraps_of(t, rid, len(found))):
+        if w2 is None:
+            continue
+        w1, r2 = wraps[r], len(wraps)
+        wraps.append(w2)
+        span = np.flatnonzero(region == r)
+        lines = span[~t.blank[span]]
+        label = _paragraph_widths(t, lines, (r, w1), (r2, w2))
+        filled = np.full(len(span), r)                    # blank lines go with the line before
+        pos = np.searchsorted(span, lines)
+        filled[pos] = label
+        keep = np.zeros(len(span), dtype=bool)
+        keep[pos] = True
+        last = np.maximum.accumulate(np.where(keep, np.arange(len(span)), 0))
+        region[span] = filled[last]
+        read_style_of(w1, t, lines[label == r])
+        read_style_of(w2, t, lines[label == r2])
+
+
+def _paragraph_widths(t: LineTable, lines: np.ndarray, one: tuple, two: tuple) -> np.ndarray:
+    """The wrap (region id: one's, two's, or -1 for a paragraph left whole) of each line."""
+    (r1, w1), (r2, w2) = one, two
+    f1, f2 = w1.full(t, lines), w2.full(t, lines)
+    over1 = t.widths[lines, w1.measure] > w1.width + w1.tol
+    over2 = t.widths[lines, w2.measure] > w2.width + w2.tol
+    label = np.empty(len(lines), dtype=np.int64)
+    cur, cur_full = r1, False
+    for j in range(len(lines)):
+        if t.heading[lines[j]]:
+            label[j], cur_full = cur, False
+            continue
+        if cur_full and not (over1[j] if cur == r1 else over2[j]):
+            lab = cur                 # the paragraph of the full line before goes on
+        elif f2[j] or (over1[j] and not over2[j]):
+            lab = r2
+        elif f1[j]:
+            lab = r1
+        elif over1[j] and over2[j]:
+            lab = -1
+        else:
+            lab = cur                 # a short line ends the paragraph it is in
+        label[j] = cur = lab
+        cur_full = bool(f1[j]) if lab == r1 else bool(f2[j]) if lab == r2 else False
+    return label
+
+
+def trim_blocks(t: LineTable, blocks: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Each block cut down to its lines from the first full one to the line after the last
+    (a run between long lines also holds the short paragraphs around the block), by the
+    width a lenient reading finds; the strict reading then decides."""
+    out = []
+    for (a, b, r), wrap in zip(blocks, detect_wraps(t, [(a, b) for a, b, _ in blocks])):
+        if wrap is None:
+            continue
+        idx = np.flatnonzero(~t.blank[a:b]) + a
+        full = np.flatnonzero(wrap.full(t, idx))
+        if len(full):
+            last = min(full[-1] + 1, len(idx) - 1)
+            out.append((int(idx[full[0]]), int(idx[last]) + 1, r))
+    return out
+
+
+def _runs(flag: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in `flag`."""
+    edges = np.diff(np.concatenate(([0], flag.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def set_blocks(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tuple[int, int, int]]:
+    """Blocks [a, b) of MIN_BLOCK+ lines, with the region they lie in, that may be wrapped at
+    a width of their own: a quoted letter or a poem set apart. First the runs of lines
+    between lines too wide for the region's wrap (or for any wrap, where the region was not
+    wrapped): a block among paragraphs left whole. Then, in a wrapped region, the runs of
+    lines narrower than its wrap (none of them full), and the runs of lines all indented
+    alike past its continuation lines (each of them looks like a paragraph start). Blank
+    lines do not end a block; whether a block was wrapped is then decided as for a region."""
+    nb = np.flatnonzero(~t.blank)
+    reg = region[nb]
+    wide = t.widths[nb, 0] > MAX_WRAP_COLS
+    partial = np.append(np.bincount(reg[wide & (reg >= 0)], minlength=len(wraps)) > 0, True)  # [-1]: unwrapped
+    out = []
+    for a, b in _runs(~wide & ~t.heading[nb] & partial[reg]):
+        cuts = [a] + (np.flatnonzero(np.diff(reg[a:b])) + a + 1).tolist() + [b]   # one region each
+        out += [(int(nb[x]), int(nb[y - 1]) + 1, int(reg[x])) for x, y in zip(cuts, cuts[1:]) if y - x >= MIN_BLOCK]
+    narrower = np.zeros(len(nb), dtype=bool)
+    for r, w in enumerate(wraps):
+        sel = np.flatnonzero(reg == r)
+        narrower[sel] = ~w.full(t, nb[sel]) & (t.widths[nb[sel], w.measure] <= w.width + w.tol)
+    for a, b in _runs(narrower & ~t.heading[nb]):
+        cuts = [a] + (np.flatnonzero(np.diff(reg[a:b])) + a + 1).tolist() + [b]
+        out += [(int(nb[x]), int(nb[y - 1]) + 1, int(reg[x])) for x, y in zip(cuts, cuts[1:]) if y - x >= MIN_BLOCK]
+    base = np.array([w.base_indent for w in wraps] + [0])[reg]
+    ind = t.indent[nb]
+    inside = (reg >= 0) & ~t.heading[nb] & (ind > base)
+    alike = inside & np.concatenate(([False], inside[:-1] & (ind[1:] == ind[:-1]) & (reg[1:] == reg[:-1])))
+    firsts = np.flatnonzero(inside & ~alike)
+    lasts = np.flatnonzero(inside & ~np.append(alike[1:], False))
+    out += [(int(nb[x]), int(nb[y]) + 1, -1) for x, y in zip(firsts, lasts) if y - x + 1 >= MIN_BLOCK]
+    return out
 
 
 def full_lines(t: LineTable) -> set[int]:
@@ -287,18 +459,38 @@ def joins(t: LineTable, p: np.ndarray, q: np.ndarray, wraps: list[Wrap], region:
         gap = qq - pp - 1
         start = t.heading[pp] | t.heading[qq] | (t.indent[qq] > wrap.base_indent)
         if not wrap.indented:
-            # blank lines separate paragraphs, unless the line before stops mid-sentence (a page break)
-            start |= (gap > 0) & ~t.mid_end[pp]
-            if not wrap.blank_sep:
+            if not wrap.spaced:
+                # blank lines separate paragraphs, unless the line before stops mid-sentence (a page break)
+                start |= (gap > 0) & ~t.mid_end[pp]
+            if not wrap.blank_sep or wrap.spaced:
                 # no layout to go by: a finished sentence followed by an opening quote is a new turn
-                start |= (gap == 0) & t.sentence_end[pp] & t.opens[qq]
+                start |= ((gap == 0) | wrap.spaced) & t.sentence_end[pp] & t.opens[qq]
         out[sel] = wrap.full(t, pp) & ~start
-    # a page break inside a paragraph of an unwrapped text: the line before stops mid-sentence
-    # (a short line without punctuation is a title or a name, and "：" may end a paragraph)
     page = soft[p] & ~out
-    out |= (page & t.soft_mid[p] & (t.widths[p, 3] >= 20) & ~t.heading[p] & ~t.heading[q]
-            & (t.indent[q] <= t.indent[p]))
+    if page.any():
+        out[page] = page_continues(t, p[page], q[page], soft)
     return out
+
+
+def page_continues(t: LineTable, p: np.ndarray, q: np.ndarray, soft: np.ndarray) -> np.ndarray:
+    """For page breaks p -> q the wrap rule did not join: does p's paragraph go on in q?"""
+    body = ~t.blank & ~t.heading & (t.widths[:, 3] >= 10) & ~soft
+    ok = ~t.heading[p] & ~t.heading[q] & (t.widths[p, 3] >= 4)
+    if body.sum() >= 20 and (t.indent[body] > 0).mean() >= 0.8:
+        # paragraphs start indented: the layout says it (a page's first line is not indented
+        # where it goes on a paragraph, whatever the line before ends with)
+        return ok & (t.indent[q] == 0)
+    # no layout to go by: the line before stops mid-sentence (a short line without
+    # punctuation is a title or a name)
+    goes_on = t.soft_mid[p]
+    if body.sum() >= 50:
+        # "：" ends a paragraph in some texts (a speech or a poem follows) and rarely in
+        # others: a page break falls after one as often as the colon's share of positions
+        # inside lines, a paragraph ends with one as often as the file's lines do
+        at_end = int(np.count_nonzero(t.colon_end & body))
+        inside = (t.colons - int(np.count_nonzero(t.colon_end))) / max(1, int(t.widths[~t.blank, 3].sum()))
+        goes_on = goes_on | (t.colon_end[p] & (inside > at_end / body.sum()))
+    return ok & goes_on & (t.widths[p, 3] >= 20) & (t.indent[q] <= t.indent[p])
 
 
 @register
@@ -369,6 +561,23 @@ class HardWrap(Rule):
         described = {wraps[r].describe() for r in np.unique(region[list(joined_into)]) if r >= 0}
         info["wrap_widths"] = sorted(set(info.get("wrap_widths", [])) | described)
         return "\n".join(map("".join, out))
+
+
+UNFINISHED_RE = re.compile(f"[{CJK}A-Za-z0-9０-９，、]$")
+
+
+def note_unfinished(text: str, doc: Doc) -> None:
+    """Count, in the cleaned text, the paragraphs that stop mid-sentence (a damaged copy
+    shows many: its text was cut; a clean edition a few per cent: titles, captions)."""
+    lines = text.split("\n")
+    checked, cases = 0, []
+    for i, line in enumerate(lines):
+        if len(line) < 15 or is_heading(line):
+            continue
+        checked += 1
+        if UNFINISHED_RE.search(line):
+            cases.append((line, lines[i + 1] if i + 1 < len(lines) else ""))
+    doc.report.note_unfinished(checked, cases)
 
 
 # ----------------------------------------------------------------------------

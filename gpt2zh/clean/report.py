@@ -19,6 +19,7 @@ SAMPLES_PER_RULE = 8       # kept per file and rule (reservoir sampling)
 CONTEXT = 40               # characters of context on each side of a sampled drop
 MAX_SHOWN = 240            # a dropped span longer than this is shown cut in the middle
 MAX_FLAGGED = 40           # flagged passages listed per file
+UNFINISHED_WARN = 0.10    # share of paragraphs stopping mid-sentence that the summary warns about
 UNSAMPLED = {"line_ends", "blank_lines", "bom", "whitespace"}  # drops with nothing to look at
 
 
@@ -46,6 +47,9 @@ class FileReport:
     flagged: list = field(default_factory=list)      # garbage passages: {"doc", "text", "before", "after", "scope"}
     duplicates: list = field(default_factory=list)   # documents of this file dropped as near duplicates
     low_punctuation: list = field(default_factory=list)
+    # kept paragraphs (15+ characters, not headings) and those of them that stop mid-sentence,
+    # with a sample: text missing from the copy, or a line break that was not rejoined
+    unfinished: dict = field(default_factory=lambda: {"paragraphs": 0, "seen": 0, "items": []})
 
     # -- accounting
 
@@ -84,6 +88,20 @@ class FileReport:
             self.flagged.append({"doc": doc, "text": _clip(text), "before": before[-CONTEXT:],
                                  "after": after[:CONTEXT], "scope": scope})
 
+    def note_unfinished(self, paragraphs: int, cases: list[tuple[str, str]]) -> None:
+        """Count the paragraphs checked and the (end, next start) of those that stop mid-sentence."""
+        u = self.unfinished
+        u["paragraphs"] += paragraphs
+        for end, nxt in cases:
+            u["seen"] += 1
+            item = [end[-CONTEXT:], "\n", nxt[:CONTEXT]]
+            if len(u["items"]) < SAMPLES_PER_RULE:
+                u["items"].append(item)
+            else:
+                j = self._rng().randrange(u["seen"])
+                if j < SAMPLES_PER_RULE:
+                    u["items"][j] = item
+
     def balanced(self) -> bool:
         return self.input_chars == self.kept_chars + sum(self.dropped.values())
 
@@ -109,6 +127,10 @@ class FileReport:
         self.flagged += other.flagged[: max(0, MAX_FLAGGED - len(self.flagged))]
         self.duplicates += other.duplicates
         self.low_punctuation += other.low_punctuation
+        mine, theirs = self.unfinished, other.unfinished
+        mine["items"] = merge_samples(mine, theirs, self._rng())
+        mine["seen"] += theirs["seen"]
+        mine["paragraphs"] += theirs["paragraphs"]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -132,7 +154,7 @@ def summarize(reports: list[FileReport]) -> dict:
     total = FileReport(path="(all files)")
     for r in reports:
         total.merge(r)
-    skip = ("path", "encoding", "samples", "flagged", "duplicates", "low_punctuation", "skipped")
+    skip = ("path", "encoding", "samples", "flagged", "duplicates", "low_punctuation", "skipped", "unfinished")
     return {
         "files": [r.to_dict() for r in reports],
         "total": {k: v for k, v in total.to_dict().items() if k not in skip},

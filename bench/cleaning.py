@@ -60,6 +60,31 @@ def mid_sentence_share(text: str) -> float:
     return sum(1 for ln in lines if ln[-1] not in END) / max(1, len(lines))
 
 
+BLANKS = re.compile(r"\s+")
+
+
+def runs_on(text: str, other: str) -> tuple[float, float]:
+    """Of the kept lines of `text` (15+ characters, not headings), the share that end
+    mid-sentence where the other edition runs on into the next line (a break cleaning left),
+    and the share that end mid-sentence where the other edition goes on with different text
+    (text missing from this copy, or another wording)."""
+    flat = BLANKS.sub("", other)
+    lines = text.split("\n")
+    kept = left = differs = 0
+    for i, ln in enumerate(lines):
+        if len(ln) < 15 or is_heading(ln):
+            continue
+        kept += 1
+        if ln[-1] in END or i + 1 >= len(lines):
+            continue
+        tail, head = BLANKS.sub("", ln)[-8:], BLANKS.sub("", lines[i + 1])[:6]
+        if tail + head in flat:
+            left += 1
+        elif tail in flat:
+            differs += 1
+    return left / max(1, kept), differs / max(1, kept)
+
+
 SENTENCE_SPLIT = re.compile(r"(\n|[^。！？!?\n]*[。！？!?]+[”’」』）)]*)")
 
 
@@ -227,7 +252,10 @@ def main():
             print(f"{rule:<14} {d:>9,} {fp[rule]:>10,} {fmt_pct(prec) if d else '—':>9} {merged[rule]:>18,}")
 
     print("\nreal pairs: a shared noisy copy against the clean edition of the same novel")
-    print(f"{'file':<34} {'mid-sentence lines':>18} {'clean edition':>14} {'difference':>10}")
+    print("(left: mid-sentence lines where the other edition runs on into the next line, a break cleaning left;")
+    print(" text differs: mid-sentence lines where the other edition goes on with other text)")
+    print(f"{'file':<34} {'mid-sentence lines':>18} {'clean edition':>14} {'difference':>10} {'left':>6} "
+          f"{'text differs':>12}")
     pairs = [("noisy/xiyouji_rain8.gbk.txt", "xiyouji.gbk.txt"),
              ("noisy/sanguoyanyi_updatetime.txt", "sanguoyanyi.gbk.txt"),
              ("noisy/shuihuzhuan_tianya.txt", "shuihuzhuan.txt")]
@@ -236,8 +264,8 @@ def main():
         b = "\n".join(d.text for d in clean_file(corpora / clean_name, CleanOptions())[1])
         ma, mb = mid_sentence_share(a), mid_sentence_share(b)
         best = min(ma, mb)
-        for name, m in ((noisy_name, ma), (clean_name, mb)):
-            print(f"{name:<34} {m:>18.3f} {best:>14.3f} {m - best:>10.3f}")
+        for name, m, (left, differs) in ((noisy_name, ma, runs_on(a, b)), (clean_name, mb, runs_on(b, a))):
+            print(f"{name:<34} {m:>18.3f} {best:>14.3f} {m - best:>10.3f} {left:>6.3f} {differs:>12.3f}")
 
 
 if __name__ == "__main__":

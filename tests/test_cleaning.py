@@ -129,6 +129,20 @@ def test_prose_with_a_word_twice_and_newspaper_numbers_is_kept():
         assert line in clean_text(text, CleanOptions(), report).split("\n"), dict(report.dropped)
 
 
+def test_a_recurring_line_that_is_also_inside_sentences_is_language_not_boilerplate():
+    # headlines wrapped so that "省省长" is a line of its own, again and again (learned as a
+    # recurring line), while the same words run through the articles; the site's line, which
+    # sentences never hold, still goes
+    lines = []
+    for prov in ("福建", "广东", "浙江", "江苏", "湖南", "四川"):
+        lines += [f"新华社电袁某某当选{prov}省人大常委会主任某某当选{prov}", "省省长",
+                  f"会议选举某某为{prov}省省长，选举某某为副省长，会议号召全省人民团结奋斗。", "天涯在线书库"]
+    report = FileReport("w")
+    out = clean_text("\n".join(lines), CleanOptions(), report).split("\n")
+    assert out.count("省省长") + sum(x.endswith("省省长") for x in out) >= 6
+    assert "天涯在线书库" not in out and report.dropped["repeated"] >= 6 * len("天涯在线书库")
+
+
 def test_prose_that_looks_like_noise_is_kept(base):
     for seed in (2, 3):
         n, c, _ = run(base, ("prose_traps", "adverts", "notices", "navigation"), seed)

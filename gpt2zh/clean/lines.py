@@ -169,10 +169,12 @@ class Repeated(LearnsRecurrence):
         lines = text.split("\n")
         drop = {}
         inside = InParagraph(text, lines, doc)
-        for i, line in enumerate(lines):
-            t = line_template(line)
-            if t is None or t not in learned or i in inside:
+        hits = [(i, t) for i, t in ((i, line_template(line)) for i, line in enumerate(lines)) if t in learned]
+        language = self._words(text, lines, hits)
+        for i, t in hits:
+            if i in inside or t in language:
                 continue
+            line = lines[i]
             if t.endswith("§"):  # keep the heading, drop the header before it
                 start = len(line) - len(line.lstrip(SPACE))
                 head = line[start + heading_inside(line.strip(SPACE)):]
@@ -181,6 +183,21 @@ class Repeated(LearnsRecurrence):
             else:
                 drop[i] = self.name
         return "\n".join(drop_lines(lines, drop, doc))
+
+    @staticmethod
+    def _words(text: str, lines: list[str], hits: list[tuple[int, str]]) -> set[str]:
+        """Learned lines that are pieces of the language, not boilerplate: the tail of a
+        wrapped headline ("省省长" after "…当选福建") recurs as a line of its own, and also
+        inside sentences of the text, which a site's line never does."""
+        alone = Counter(t for _, t in hits)
+        out = set()
+        for t, n in alone.items():
+            if "0" in t or "§" in t or len(t) > 12 or text.count(t) - n < max(2, n):
+                continue
+            within = sum(1 for line in lines if t in line and len(line) > len(t) + 4 and reads_as_prose(line.strip(SPACE)))
+            if within >= max(2, n):   # inside sentences as often as alone
+                out.add(t)
+        return out
 
 
 class InParagraph:

@@ -5,11 +5,15 @@ its full lines end mid-sentence. That is decided per region (the text between ch
 headings, cut into blocks of a few hundred lines), so a file that changes width
 between chapters is read right, under four ways of measuring a line (characters or
 display columns, with or without the indentation) and with room for hanging
-punctuation. Within a wrapped region a full line is joined to the next unless the
-next starts a paragraph: indented past the region's continuation lines, after a blank
-line where blank lines separate paragraphs, a chapter heading, or a new dialogue turn.
-Paragraph starts survive as paragraph breaks; short lines (poems, closing lines) are
-never joined.
+punctuation. Inside a region, a block set apart at a width of its own (a letter, a
+poem; indented or not, double-spaced or not) is read the same way but more strictly,
+and so is a lone wrapped paragraph among whole ones. Within a wrapped region a full
+line is joined to the next unless the next starts a paragraph: indented past the
+region's continuation lines, after a blank line where blank lines separate paragraphs,
+a chapter heading, or a new dialogue turn. Paragraph starts survive as paragraph
+breaks; short lines (poems, closing lines) are never joined. Where a page marker was
+removed, the file's layout (indented paragraphs) or its own statistics decide whether
+the paragraph goes on; `note_unfinished` counts what is left ending mid-sentence.
 """
 from __future__ import annotations
 
@@ -166,7 +170,8 @@ def detect_wraps_of(t: LineTable, rid: np.ndarray, R: int, strict: bool = False)
     was not hard-wrapped. Every candidate width of every set is scored at once, from
     cumulative histograms of the line widths (one row per set). `strict`: hardly a line may
     pass the width (a region may keep some paragraphs whole; a block set apart may not, or
-    a column of free verse would pass for one)."""
+    a column of free verse would pass for one), measured without the indentation (or a
+    column of indented seven-character verses would reach 20 columns)."""
     body = (rid >= 0) & ~t.blank & ~t.heading & (t.widths[:, 3] >= 4)
     idx = np.flatnonzero(body)
     r_of = rid[idx]
@@ -178,6 +183,8 @@ def detect_wraps_of(t: LineTable, rid: np.ndarray, R: int, strict: bool = False)
     best: list[Wrap | None] = [None] * R
     best_score = np.zeros(R)
     for m, name in enumerate(MEASURES):
+        if strict and "content" not in name:
+            continue   # a block is indented as a whole: its indentation is no part of the width
         unit = 2 if name.startswith("cols") else 1
         tol = unit
         top = 155 * unit + 3 * tol + 2
@@ -271,7 +278,10 @@ def regions(t: LineTable) -> list[tuple[int, int]]:
 
 
 def wrap_plan(t: LineTable) -> tuple[list[Wrap], np.ndarray]:
-    """The wraps found, and for each line the index of its region's wrap (-1: not wrapped)."""
+    """The wraps found, and for each line the index of its region's wrap (-1: not wrapped):
+    regions first, then blocks set apart at a width of their own, a second width at work
+    in a region, and single wrapped paragraphs among whole ones, each reading refining the
+    one before."""
     if t.plan is not None:
         return t.plan
     n = len(t.lines)
@@ -298,25 +308,63 @@ def wrap_plan(t: LineTable) -> tuple[list[Wrap], np.ndarray]:
     return t.plan
 
 
-def streaks(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tuple[int, int, int]]:
-    """A paragraph too short for any statistics, wrapped where nothing around it is: MIN_STREAK+
-    lines in a row of one width (indentation not counted), most of them stopping mid-sentence,
-    among lines that no wrap accounts for. Returns [a, b) with the line after the streak
-    (the paragraph's last line), and the width."""
+def set_blocks(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tuple[int, int, int]]:
+    """Blocks [a, b) of MIN_BLOCK+ lines, with the region they lie in, that may be wrapped at
+    a width of their own: a quoted letter or a poem set apart. First the runs of lines
+    between lines too wide for the region's wrap (or for any wrap, where the region was not
+    wrapped): a block among paragraphs left whole. Then, in a wrapped region, the runs of
+    lines narrower than its wrap (none of them full), and the runs of lines all indented
+    alike past its continuation lines (each of them looks like a paragraph start). Blank
+    lines do not end a block; whether a block was wrapped is then decided as for a region."""
     nb = np.flatnonzero(~t.blank)
     reg = region[nb]
-    free = reg < 0
+    wide = t.widths[nb, 0] > MAX_WRAP_COLS
+    partial = np.append(np.bincount(reg[wide & (reg >= 0)], minlength=len(wraps)) > 0, True)  # [-1]: unwrapped
+    out = _blocks_of(~wide & ~t.heading[nb] & partial[reg], nb, reg)
+    narrower = np.zeros(len(nb), dtype=bool)
     for r, w in enumerate(wraps):
         sel = np.flatnonzero(reg == r)
-        free[sel] = ~w.full(t, nb[sel]) & (t.widths[nb[sel], w.measure] <= w.width + w.tol)
-    w = t.widths[nb, 1]
-    even = free[1:] & free[:-1] & (np.abs(w[1:] - w[:-1]) <= 2) & (w[1:] >= 20) & ~t.heading[nb[1:]]
+        narrower[sel] = ~w.full(t, nb[sel]) & (t.widths[nb[sel], w.measure] <= w.width + w.tol)
+    out += _blocks_of(narrower & ~t.heading[nb], nb, reg)
+    base = np.array([w.base_indent for w in wraps] + [0])[reg]
+    ind = t.indent[nb]
+    inside = (reg >= 0) & ~t.heading[nb] & (ind > base)
+    alike = inside & np.concatenate(([False], inside[:-1] & (ind[1:] == ind[:-1]) & (reg[1:] == reg[:-1])))
+    firsts = np.flatnonzero(inside & ~alike)
+    lasts = np.flatnonzero(inside & ~np.append(alike[1:], False))
+    out += [(int(nb[x]), int(nb[y]) + 1, -1) for x, y in zip(firsts, lasts) if y - x + 1 >= MIN_BLOCK]
+    return out
+
+
+def _blocks_of(flag: np.ndarray, nb: np.ndarray, reg: np.ndarray) -> list[tuple[int, int, int]]:
+    """The runs of True in `flag` (over the non-blank lines `nb`), cut where the region
+    changes, MIN_BLOCK+ lines long: ([a, b) in line numbers, region)."""
     out = []
-    for a, b in _runs(even):                 # lines a .. b of nb are one width
-        end = b + 1                          # the paragraph's last line: shorter, and it ends a sentence
-        if (b - a + 1 >= MIN_STREAK and t.mid_end[nb[a:b + 1]].sum() >= (b - a + 1) / 2 and end < len(nb)
-                and free[end] and w[end] < w[b] and t.sentence_end[nb[end]]):
-            out.append((int(nb[a]), int(nb[end]) + 1, int(w[a:b + 1].max())))
+    for a, b in _runs(flag):
+        cuts = [a] + (np.flatnonzero(np.diff(reg[a:b])) + a + 1).tolist() + [b]
+        out += [(int(nb[x]), int(nb[y - 1]) + 1, int(reg[x])) for x, y in zip(cuts, cuts[1:]) if y - x >= MIN_BLOCK]
+    return out
+
+
+def _runs(flag: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in `flag`."""
+    edges = np.diff(np.concatenate(([0], flag.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def trim_blocks(t: LineTable, blocks: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Each block cut down to its lines from the first full one to the line after the last
+    (a run between long lines also holds the short paragraphs around the block), by the
+    width a lenient reading finds; the strict reading then decides."""
+    out = []
+    for (a, b, r), wrap in zip(blocks, detect_wraps(t, [(a, b) for a, b, _ in blocks])):
+        if wrap is None:
+            continue
+        idx = np.flatnonzero(~t.blank[a:b]) + a
+        full = np.flatnonzero(wrap.full(t, idx))
+        if len(full):
+            last = min(full[-1] + 1, len(idx) - 1)
+            out.append((int(idx[full[0]]), int(idx[last]) + 1, r))
     return out
 
 
@@ -382,58 +430,25 @@ def _paragraph_widths(t: LineTable, lines: np.ndarray, one: tuple, two: tuple) -
     return label
 
 
-def trim_blocks(t: LineTable, blocks: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-    """Each block cut down to its lines from the first full one to the line after the last
-    (a run between long lines also holds the short paragraphs around the block), by the
-    width a lenient reading finds; the strict reading then decides."""
-    out = []
-    for (a, b, r), wrap in zip(blocks, detect_wraps(t, [(a, b) for a, b, _ in blocks])):
-        if wrap is None:
-            continue
-        idx = np.flatnonzero(~t.blank[a:b]) + a
-        full = np.flatnonzero(wrap.full(t, idx))
-        if len(full):
-            last = min(full[-1] + 1, len(idx) - 1)
-            out.append((int(idx[full[0]]), int(idx[last]) + 1, r))
-    return out
-
-
-def _runs(flag: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) of each run of True in `flag`."""
-    edges = np.diff(np.concatenate(([0], flag.astype(np.int8), [0])))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
-
-
-def set_blocks(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tuple[int, int, int]]:
-    """Blocks [a, b) of MIN_BLOCK+ lines, with the region they lie in, that may be wrapped at
-    a width of their own: a quoted letter or a poem set apart. First the runs of lines
-    between lines too wide for the region's wrap (or for any wrap, where the region was not
-    wrapped): a block among paragraphs left whole. Then, in a wrapped region, the runs of
-    lines narrower than its wrap (none of them full), and the runs of lines all indented
-    alike past its continuation lines (each of them looks like a paragraph start). Blank
-    lines do not end a block; whether a block was wrapped is then decided as for a region."""
+def streaks(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tuple[int, int, int]]:
+    """A paragraph too short for any statistics, wrapped where nothing around it is: MIN_STREAK+
+    lines in a row of one width (indentation not counted), most of them stopping mid-sentence,
+    among lines that no wrap accounts for. Returns [a, b) with the line after the streak
+    (the paragraph's last line), and the width."""
     nb = np.flatnonzero(~t.blank)
     reg = region[nb]
-    wide = t.widths[nb, 0] > MAX_WRAP_COLS
-    partial = np.append(np.bincount(reg[wide & (reg >= 0)], minlength=len(wraps)) > 0, True)  # [-1]: unwrapped
-    out = []
-    for a, b in _runs(~wide & ~t.heading[nb] & partial[reg]):
-        cuts = [a] + (np.flatnonzero(np.diff(reg[a:b])) + a + 1).tolist() + [b]   # one region each
-        out += [(int(nb[x]), int(nb[y - 1]) + 1, int(reg[x])) for x, y in zip(cuts, cuts[1:]) if y - x >= MIN_BLOCK]
-    narrower = np.zeros(len(nb), dtype=bool)
+    free = reg < 0
     for r, w in enumerate(wraps):
         sel = np.flatnonzero(reg == r)
-        narrower[sel] = ~w.full(t, nb[sel]) & (t.widths[nb[sel], w.measure] <= w.width + w.tol)
-    for a, b in _runs(narrower & ~t.heading[nb]):
-        cuts = [a] + (np.flatnonzero(np.diff(reg[a:b])) + a + 1).tolist() + [b]
-        out += [(int(nb[x]), int(nb[y - 1]) + 1, int(reg[x])) for x, y in zip(cuts, cuts[1:]) if y - x >= MIN_BLOCK]
-    base = np.array([w.base_indent for w in wraps] + [0])[reg]
-    ind = t.indent[nb]
-    inside = (reg >= 0) & ~t.heading[nb] & (ind > base)
-    alike = inside & np.concatenate(([False], inside[:-1] & (ind[1:] == ind[:-1]) & (reg[1:] == reg[:-1])))
-    firsts = np.flatnonzero(inside & ~alike)
-    lasts = np.flatnonzero(inside & ~np.append(alike[1:], False))
-    out += [(int(nb[x]), int(nb[y]) + 1, -1) for x, y in zip(firsts, lasts) if y - x + 1 >= MIN_BLOCK]
+        free[sel] = ~w.full(t, nb[sel]) & (t.widths[nb[sel], w.measure] <= w.width + w.tol)
+    w = t.widths[nb, 1]
+    even = free[1:] & free[:-1] & (np.abs(w[1:] - w[:-1]) <= 2) & (w[1:] >= 20) & ~t.heading[nb[1:]]
+    out = []
+    for a, b in _runs(even):                 # lines a .. b of nb are one width
+        end = b + 1                          # the paragraph's last line: shorter, and it ends a sentence
+        if (b - a + 1 >= MIN_STREAK and t.mid_end[nb[a:b + 1]].sum() >= (b - a + 1) / 2 and end < len(nb)
+                and free[end] and w[end] < w[b] and t.sentence_end[nb[end]]):
+            out.append((int(nb[a]), int(nb[end]) + 1, int(w[a:b + 1].max())))
     return out
 
 
@@ -497,7 +512,8 @@ def page_continues(t: LineTable, p: np.ndarray, q: np.ndarray, soft: np.ndarray)
 class HardWrap(Rule):
     name = "hard_wrap"
     help = ("lines hard-wrapped at a fixed width (20-120 columns, decided per region from the file's own "
-            "line widths, indented or not, hanging punctuation allowed) are rejoined into paragraphs")
+            "line widths, indented or not, hanging punctuation allowed; a letter or poem set apart at a "
+            "width of its own too) are rejoined into paragraphs")
     order = 60
 
     def apply(self, text: str, doc: Doc) -> str:

@@ -27,8 +27,9 @@ FOREIGN_RANGES = [  # scripts and symbols that turn up alone inside hanzi only w
     (0x00A0, 0x024F), (0x0370, 0x03FF), (0x0400, 0x052F), (0x2460, 0x24FF), (0x2500, 0x259F),
     (0x25A0, 0x25FF), (0x2160, 0x218F), (0x2190, 0x21FF), (0x2200, 0x22FF), (0x2300, 0x23FF),
     (0x3040, 0x30FF), (0x3100, 0x312F), (0x3200, 0x32FF), (0xE000, 0xF8FF), (0xFE30, 0xFE6F),
-    (0xFF61, 0xFF9F), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A),
-]   # (not full-width digits: the mainland press writes every number with them, ３∶０ and all)
+    (0xFF61, 0xFF9F),
+]   # (not full-width digits and letters: the mainland press writes numbers and abbreviations with
+    # them, ３∶０, ＣＴ, ＶＣＤ)
 # scripts whose runs are words (Japanese, Russian, Greek, full-width English): neutral in a run
 RUN_SCRIPTS = [(0x3040, 0x30FF), (0x0400, 0x052F), (0x0370, 0x03FF), (0xFF10, 0xFF5A), (0x00C0, 0x024F)]
 MIN_WORD_RUN = 3
@@ -59,6 +60,7 @@ def class_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     simp[level1] = C
     for ch in PROSE_PUNCT:
         simp[ord(ch)] = P
+    simp[ord("○")] = A   # the zero of numbers written in hanzi (二○○○年)
     simp[ord("?")] = Q
     simp[0xFFFD] = Q
     for ch in " \t\u3000\xa0\n":

@@ -62,15 +62,18 @@ class FileReport:
         self.dropped[rule] += n
         if rule in UNSAMPLED:
             return
-        s = self.samples.setdefault(rule, {"seen": 0, "items": []})
-        s["seen"] += 1
-        item = [before[-CONTEXT:], _clip(text), after[:CONTEXT]]
-        if len(s["items"]) < SAMPLES_PER_RULE:
-            s["items"].append(item)
+        self._keep(self.samples.setdefault(rule, {"seen": 0, "items": []}),
+                   [before[-CONTEXT:], _clip(text), after[:CONTEXT]])
+
+    def _keep(self, reservoir: dict, item: list) -> None:
+        """Reservoir sampling: every item offered equally likely to be kept."""
+        reservoir["seen"] += 1
+        if len(reservoir["items"]) < SAMPLES_PER_RULE:
+            reservoir["items"].append(item)
             return
-        j = self._rng().randrange(s["seen"])  # reservoir: every drop equally likely to be shown
+        j = self._rng().randrange(reservoir["seen"])
         if j < SAMPLES_PER_RULE:
-            s["items"][j] = item
+            reservoir["items"][j] = item
 
     def add_drops(self, rule: str, chars: int, events: int) -> None:
         """Count many drops at once, without sampling them (the caller samples a few with add_drop)."""
@@ -90,17 +93,9 @@ class FileReport:
 
     def note_unfinished(self, paragraphs: int, cases: list[tuple[str, str]]) -> None:
         """Count the paragraphs checked and the (end, next start) of those that stop mid-sentence."""
-        u = self.unfinished
-        u["paragraphs"] += paragraphs
+        self.unfinished["paragraphs"] += paragraphs
         for end, nxt in cases:
-            u["seen"] += 1
-            item = [end[-CONTEXT:], "\n", nxt[:CONTEXT]]
-            if len(u["items"]) < SAMPLES_PER_RULE:
-                u["items"].append(item)
-            else:
-                j = self._rng().randrange(u["seen"])
-                if j < SAMPLES_PER_RULE:
-                    u["items"][j] = item
+            self._keep(self.unfinished, [end[-CONTEXT:], "\n", nxt[:CONTEXT]])
 
     def balanced(self) -> bool:
         return self.input_chars == self.kept_chars + sum(self.dropped.values())

@@ -109,12 +109,25 @@ class LineTable:
         self.colon_end = (lastf & COLON) != 0
         self.colons = int(np.count_nonzero(flags & COLON))
         self.opens = (firstf & OPEN) != 0
+        self.first_cp = np.where(has, np.append(cps, 0)[np.minimum(first, n)], 0)   # first character of a line
+        self._cps, self._flags = cps, flags[:-1]   # (flags has one spare entry at the end)
         self.heading = np.zeros(len(starts), dtype=bool)
         for i in np.flatnonzero(((firstf & HEAD) != 0) & (clen <= 60)):
             self.heading[i] = is_heading(text[first[i]:last[i] + 1])
         self.plan = None                                   # (wraps, region of each line), once computed
         nonblank = np.append(np.flatnonzero(has), -1)     # -1: no line after
         self.next_nonblank = nonblank[np.searchsorted(nonblank[:-1], np.arange(len(starts)) + 1)]
+
+
+    def share(self, bit: int) -> float:
+        """The share of the text's characters that carry flag `bit`."""
+        return np.count_nonzero(self._flags & bit) / max(1, np.count_nonzero((self._flags & BLANK) == 0))
+
+    def after(self, bit: int) -> np.ndarray:
+        """The characters that follow, inside a line, a character with flag `bit` (and are
+        not themselves punctuation of that kind or blank)."""
+        f = self._flags
+        return self._cps[1:][(f[:-1] & bit != 0) & ((f[1:] & (bit | BLANK)) == 0)]
 
 
 def line_table(text: str, doc: Doc) -> LineTable:
@@ -466,6 +479,7 @@ def joins(t: LineTable, p: np.ndarray, q: np.ndarray, wraps: list[Wrap], region:
           soft: np.ndarray) -> np.ndarray:
     """For consecutive non-blank lines p -> q: is q the same paragraph as p?"""
     out = np.zeros(len(p), dtype=bool)
+    starts = None
     same = (region[p] == region[q]) & (region[p] >= 0)
     for r in np.unique(region[p][same]):
         sel = np.flatnonzero(same & (region[p] == r))
@@ -480,11 +494,54 @@ def joins(t: LineTable, p: np.ndarray, q: np.ndarray, wraps: list[Wrap], region:
             if not wrap.blank_sep or wrap.spaced:
                 # no layout to go by: a finished sentence followed by an opening quote is a new turn
                 start |= ((gap == 0) | wrap.spaced) & t.sentence_end[pp] & t.opens[qq]
-        out[sel] = wrap.full(t, pp) & ~start
+        full = wrap.full(t, pp)
+        if not (wrap.indented or wrap.blank_sep or wrap.spaced):
+            ask = full & ~start & (gap == 0) & t.sentence_end[pp]
+            if ask.any():
+                starts = paragraph_starts(t, p, q, wraps, region) if starts is None else starts
+                start[ask] = _starts_by_words(t, wrap, r, region, qq[ask], starts)
+        out[sel] = full & ~start
     page = soft[p] & ~out
     if page.any():
         out[page] = page_continues(t, p[page], q[page], soft)
     return out
+
+
+def _starts_by_words(t: LineTable, wrap: Wrap, r: int, region: np.ndarray, qq: np.ndarray,
+                     starts: np.ndarray) -> np.ndarray:
+    """Text wrapped with nothing to mark a paragraph start (no indentation, no blank line):
+    does a full line that ends a sentence end its paragraph, one that happened to fill the
+    line, or was it wrapped right after the full stop? The file decides. Prior odds: the
+    paragraphs ending so near the width (counted on the short lines just below it, which
+    are about as many) against the wraps falling after a sentence end (the share of such
+    characters in the text). Evidence: how much more often the next line's first character
+    starts a paragraph (`starts`: the first characters of the lines after short lines) than
+    a sentence inside a line."""
+    lines = np.flatnonzero((region == r) & ~t.blank & ~t.heading)
+    full = wrap.full(t, lines)
+    w = t.widths[lines, wrap.measure]
+    near = lines[~full][(w[~full] >= wrap.width - 3 * wrap.tol) & (w[~full] < wrap.width - wrap.tol)]
+    ends_near = np.count_nonzero(t.sentence_end[near])
+    prior = np.log(max(ends_near, 0.5) / max(np.count_nonzero(full) * t.share(END), 0.5))
+    goes_on = t.after(END)
+    chars, code = np.unique(np.concatenate([starts, goes_on, t.first_cp[qq]]), return_inverse=True)
+    cs = np.bincount(code[:len(starts)], minlength=len(chars))
+    cg = np.bincount(code[len(starts):len(starts) + len(goes_on)], minlength=len(chars))
+    seen = (cs + cg) > 0                      # (a character never seen either way says nothing)
+    v = 0.5 * np.count_nonzero(seen)
+    lr = np.where(seen, np.log((cs + 0.5) / (len(starts) + v)) - np.log((cg + 0.5) / (len(goes_on) + v)), 0.0)
+    return prior + lr[code[len(starts) + len(goes_on):]] > 0
+
+
+def paragraph_starts(t: LineTable, p: np.ndarray, q: np.ndarray, wraps: list[Wrap], region: np.ndarray) -> np.ndarray:
+    """The first characters of the file's wrapped lines that plainly start a paragraph
+    (after a short line of the same region)."""
+    ok = (region[p] == region[q]) & (region[p] >= 0) & ~t.heading[p] & ~t.heading[q]
+    after_short = np.zeros(len(p), dtype=bool)
+    for k in np.unique(region[p][ok]):
+        sel = np.flatnonzero(ok & (region[p] == k))
+        after_short[sel] = ~wraps[k].full(t, p[sel])
+    return t.first_cp[q[after_short]]
 
 
 def page_continues(t: LineTable, p: np.ndarray, q: np.ndarray, soft: np.ndarray) -> np.ndarray:

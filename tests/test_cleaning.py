@@ -143,6 +143,17 @@ def test_a_recurring_line_that_is_also_inside_sentences_is_language_not_boilerpl
     assert "天涯在线书库" not in out and report.dropped["repeated"] >= 6 * len("天涯在线书库")
 
 
+def test_an_advert_cut_by_a_narrow_wrap_takes_no_story_with_it():
+    story = ("那呆子忍着麻，只得跟定他，只看见二门下靠着的是他的钉钯，走上前，推开小妖，捞过来往前乱筑，"
+             "与行者打出三四层门，不知打杀了多少小妖。")
+    advert = "本书首发于纵横中文网，请支持正版！"
+    after = "那老魔听见，对二魔道：“拿得好人！拿得好人！你看孙行者劫了猪八戒，门上打伤小妖也！”"
+    paras = [story + advert + after] + [story + after] * 30
+    lines = [x for p in paras for x in noise.wrap_paragraph(p, 10, False, "", False, hanging=True)]
+    out = clean_text("\n".join(lines), CleanOptions(), FileReport("a")).split("\n")
+    assert out[0] == story + after and all(p == story + after for p in out[1:])
+
+
 def test_prose_that_looks_like_noise_is_kept(base):
     for seed in (2, 3):
         n, c, _ = run(base, ("prose_traps", "adverts", "notices", "navigation"), seed)

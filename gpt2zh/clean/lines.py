@@ -487,8 +487,11 @@ class Notices(Rule):
             strong = len(NOTICE_STRONG_RE.findall(s))
             if not strong and (not NOTICE_WEAK_RE.search(s) or i in inside):
                 continue  # (weak signals in a piece of a wrapped paragraph are the story's words)
-            if any(len(p) >= 8 and not NOTICE_HINT_RE.search(p) for p in SENTENCES_RE.findall(s)):
+            pieces = SENTENCES_RE.findall(s)
+            if any(len(p) >= 8 and not NOTICE_HINT_RE.search(p) for p in pieces):
                 continue  # a sentence of story in the line: an advert inside it is the adverts rule's
+            if len(pieces) > 1 and not NOTICE_HINT_RE.search(pieces[0]) and i in inside:
+                continue  # ... or the end of one, in a wrapped paragraph ("小妖。本书首发于…")
             weak = len(set(NOTICE_WEAK_RE.findall(s)))   # one word said twice is one signal
             sentences = sum(s.count(c) for c in "。！？")
             if len(s) <= 60 and not sentences and URL_RE.search(s) and len(URL_RE.sub("", s)) <= 12:

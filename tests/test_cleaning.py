@@ -154,6 +154,14 @@ def test_an_advert_cut_by_a_narrow_wrap_takes_no_story_with_it():
     assert out[0] == story + after and all(p == story + after for p in out[1:])
 
 
+def test_an_advert_glued_to_a_list_takes_only_its_clause():
+    names = "、".join(["刀美兰（女，傣族）", "于洋", "于庆成", "于志学", "于魁智（回族）", "才旦卓玛（女，藏族）"] * 8)
+    advert = "百度搜索17K小说网，最快更新最新章节。"
+    text = "\n".join(["文化艺术界（１５７人）", names + "、魏明伦" + advert, "话说天下大势，分久必合，合久必分。"])
+    out = clean_text(text, CleanOptions(), FileReport("l")).split("\n")
+    assert out[1].startswith(names) and len(out[1]) >= len(names) and "搜索" not in out[1]
+
+
 def test_prose_that_looks_like_noise_is_kept(base):
     for seed in (2, 3):
         n, c, _ = run(base, ("prose_traps", "adverts", "notices", "navigation"), seed)

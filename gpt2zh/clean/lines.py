@@ -394,6 +394,22 @@ def _sentence_around(text: str, start: int, end: int) -> tuple[int, int]:
     return left, right
 
 
+LONG_SENTENCE = 80
+CLAUSE_END = "，、；：“「\n"
+
+
+def _advert_start(text: str, s: int, e: int) -> int:
+    """Where an advert in the sentence [s, e) starts. A short sentence goes whole; in a long
+    one (an advert glued to a list of names that has no full stop) only the clause holding
+    the first hint and what follows it can be the advert."""
+    if e - s <= LONG_SENTENCE:
+        return s
+    hint = ADVERT_HINT_RE.search(text, s, e)
+    if hint is None:
+        return s
+    return max(s, max(text.rfind(c, s, hint.start()) for c in CLAUSE_END) + 1)
+
+
 @register
 class Adverts(LearnsRecurrence):
     name = "adverts"
@@ -425,13 +441,14 @@ class Adverts(LearnsRecurrence):
     def apply(self, text: str, doc: Doc) -> str:
         learned = self.learned(text, doc)
         spans = []
-        literal = [t for t in learned or () if "0" not in t]
-        if literal:  # a learned advert is found wherever it stands, even glued to the story
-            pattern = re.compile("|".join(map(re.escape, sorted(literal, key=len, reverse=True)[:500])))
+        if learned:  # a learned advert is found wherever it stands, even glued to the story
+            pattern = re.compile("|".join(re.escape(t).replace("0", "[0-9０-９]+").replace(r"\ ", f"{_S}+")
+                                          for t in sorted(learned, key=len, reverse=True)[:500]))
             spans = [(m.start(), m.end()) for m in pattern.finditer(text)]
         for s, e in self._sentences(text):
             if any(a < e and s < b for a, b in spans):
                 continue
+            s = _advert_start(text, s, e)
             sentence = text[s:e]
             if learned and sentence_template(sentence) in learned:
                 spans.append((s, e))

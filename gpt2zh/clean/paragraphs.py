@@ -352,17 +352,19 @@ def set_blocks(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tupl
 def _blocks_of(flag: np.ndarray, nb: np.ndarray, reg: np.ndarray) -> list[tuple[int, int, int]]:
     """The runs of True in `flag` (over the non-blank lines `nb`), cut where the region
     changes, MIN_BLOCK+ lines long: ([a, b) in line numbers, region)."""
-    out = []
-    for a, b in _runs(flag):
-        cuts = [a] + (np.flatnonzero(np.diff(reg[a:b])) + a + 1).tolist() + [b]
-        out += [(int(nb[x]), int(nb[y - 1]) + 1, int(reg[x])) for x, y in zip(cuts, cuts[1:]) if y - x >= MIN_BLOCK]
-    return out
+    a, b = _runs(flag, np.concatenate(([False], reg[1:] != reg[:-1])))
+    keep = (b - a) >= MIN_BLOCK
+    return [(int(nb[x]), int(nb[y - 1]) + 1, int(reg[x])) for x, y in zip(a[keep], b[keep])]
 
 
-def _runs(flag: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) of each run of True in `flag`."""
-    edges = np.diff(np.concatenate(([0], flag.astype(np.int8), [0])))
-    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+def _runs(flag: np.ndarray, cut: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """[start, end) of each run of True in `flag`, a run also ending before each `cut`."""
+    prev = np.concatenate(([False], flag[:-1]))
+    nxt = np.concatenate((flag[1:], [False]))
+    if cut is not None:
+        prev &= ~cut
+        nxt &= ~np.concatenate((cut[1:], [False]))
+    return np.flatnonzero(flag & ~prev), np.flatnonzero(flag & ~nxt) + 1
 
 
 def trim_blocks(t: LineTable, blocks: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
@@ -456,13 +458,13 @@ def streaks(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tuple[i
         free[sel] = ~w.full(t, nb[sel]) & (t.widths[nb[sel], w.measure] <= w.width + w.tol)
     w = t.widths[nb, 1]
     even = free[1:] & free[:-1] & (np.abs(w[1:] - w[:-1]) <= 2) & (w[1:] >= 20) & ~t.heading[nb[1:]]
-    out = []
-    for a, b in _runs(even):                 # lines a .. b of nb are one width
-        end = b + 1                          # the paragraph's last line: shorter, and it ends a sentence
-        if (b - a + 1 >= MIN_STREAK and t.mid_end[nb[a:b + 1]].sum() >= (b - a + 1) / 2 and end < len(nb)
-                and free[end] and w[end] < w[b] and t.sentence_end[nb[end]]):
-            out.append((int(nb[a]), int(nb[end]) + 1, int(w[a:b + 1].max())))
-    return out
+    a, b = _runs(even)                       # lines a .. b of nb are one width
+    n = b - a + 1
+    mids = np.concatenate(([0], np.cumsum(t.mid_end[nb])))
+    end = np.minimum(b + 1, len(nb) - 1)     # the paragraph's last line: shorter, and it ends a sentence
+    ok = ((n >= MIN_STREAK) & (mids[b + 1] - mids[a] >= n / 2) & (b + 1 < len(nb)) & free[end]
+          & (w[end] < w[b]) & t.sentence_end[nb[end]])
+    return [(int(nb[x]), int(nb[e]) + 1, int(w[x:y + 1].max())) for x, y, e in zip(a[ok], b[ok], end[ok])]
 
 
 def full_lines(t: LineTable) -> set[int]:
@@ -636,21 +638,19 @@ class HardWrap(Rule):
         return "\n".join(map("".join, out))
 
 
-UNFINISHED_RE = re.compile(f"[{CJK}A-Za-z0-9０-９，、]$")
+def _stops_mid_sentence(c: str) -> bool:
+    return c in "，、" or c.isalnum()      # (hanzi, letters and digits, full-width too)
 
 
 def note_unfinished(text: str, doc: Doc) -> None:
-    """Count, in the cleaned text, the paragraphs that stop mid-sentence (a damaged copy
-    shows many: its text was cut; a clean edition a few per cent: titles, captions)."""
+    """Count, in the cleaned text, the paragraphs (15+ characters, not headings) that stop
+    mid-sentence: a damaged copy shows many (its text was cut), a clean edition a few per
+    cent (titles, lists, verse)."""
     lines = text.split("\n")
-    checked, cases = 0, []
-    for i, line in enumerate(lines):
-        if len(line) < 15 or is_heading(line):
-            continue
-        checked += 1
-        if UNFINISHED_RE.search(line):
-            cases.append((line, lines[i + 1] if i + 1 < len(lines) else ""))
-    doc.report.note_unfinished(checked, cases)
+    long = [i for i, line in enumerate(lines) if len(line) >= 15
+            and not (len(line) <= 60 and line[0] in _HEADING_START and is_heading(line))]
+    cases = [(lines[i], lines[i + 1] if i + 1 < len(lines) else "") for i in long if _stops_mid_sentence(lines[i][-1])]
+    doc.report.note_unfinished(len(long), cases)
 
 
 # ----------------------------------------------------------------------------

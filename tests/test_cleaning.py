@@ -162,6 +162,16 @@ def test_an_advert_glued_to_a_list_takes_only_its_clause():
     assert out[1].startswith(names) and len(out[1]) >= len(names) and "搜索" not in out[1]
 
 
+def test_tags_inside_wrapped_lines_do_not_stop_the_rejoin():
+    # a page of HTML hard-wrapped at 24 characters: tags inside lines (one cut by the wrap)
+    # were counted by the wrapping tool, so the lines that lose them are still full
+    para = "话说天下大势，分久必合，合久必分。周末七国分争，并入于秦。及秦灭之后，楚、汉分争，又并入于汉。" * 2
+    marked = para[:30] + '<img src="/images/36043.jpg" alt="">' + para[30:70] + "&nbsp;" + para[70:]
+    lines = [x for p in [marked] * 20 for x in noise.wrap_paragraph(p, 24, False, "", False, hanging=True)]
+    out = clean_text("\n".join(lines), CleanOptions(), FileReport("h")).split("\n")
+    assert out == [para[:70] + " " + para[70:]] * 20
+
+
 def test_prose_that_looks_like_noise_is_kept(base):
     for seed in (2, 3):
         n, c, _ = run(base, ("prose_traps", "adverts", "notices", "navigation"), seed)

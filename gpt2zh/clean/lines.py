@@ -247,17 +247,40 @@ class Html(Rule):
     order = 10
 
     def apply(self, text: str, doc: Doc) -> str:
-        if "<" in text or "[" in text:
-            text = replace_pattern(BLOCK_TAG_RE, text, lambda m: "\n", self.name, doc)
-            text = cut_pattern(TAG_RE, text, self.name, doc)
-        if "&" in text:
-            def entity(m: re.Match) -> str:
-                whole = INNER_SPACE_RE.sub("", m.group(0).replace("\n", ""))
-                out = html.unescape(whole)
-                return out if len(out) < len(whole) and not out.startswith("&") else m.group(0)
+        if "<" not in text and "[" not in text and "&" not in text:
+            return text
+        text = replace_pattern(BLOCK_TAG_RE, text, lambda m: "\n", self.name, doc)
+        before = text
+        # a tag or an entity cut by a hard wrap keeps the wrap's line break: the line
+        # structure stays, for the hard_wrap rule to read
+        text = replace_pattern(TAG_RE, text, lambda m: "\n" * m.group(0).count("\n"), self.name, doc)
 
-            text = replace_pattern(ENTITY_RE, text, entity, self.name, doc)
+        def entity(m: re.Match) -> str:
+            whole = INNER_SPACE_RE.sub("", m.group(0).replace("\n", ""))
+            out = html.unescape(whole)
+            if len(out) < len(whole) and not out.startswith("&"):
+                return out + "\n" * m.group(0).count("\n")
+            return m.group(0)
+
+        text = replace_pattern(ENTITY_RE, text, entity, self.name, doc)
+        if text is not before:
+            self._note_shortened(before, text, doc)
         return text
+
+    @staticmethod
+    def _note_shortened(before: str, after: str, doc: Doc) -> None:
+        """The lines that lost a tag or an entity inside them, with what they lost (characters,
+        columns): a hard-wrapping tool counted those, so the hard_wrap rule adds them back
+        when it measures the line."""
+        old, new = before.split("\n"), after.split("\n")
+        if len(old) != len(new):   # (every replacement above keeps its line breaks: never)
+            return
+        from .paragraphs import display_width
+
+        notes = doc.notes.setdefault("shortened_lines", {})
+        for a, b in zip(old, new):
+            if a != b and b.strip(SPACE):
+                notes[b] = (len(a) - len(b), display_width(a) - display_width(b))
 
 
 # ----------------------------------------------------------------------------

@@ -136,6 +136,12 @@ def line_table(text: str, doc: Doc) -> LineTable:
     if cached is not None and cached[0] is text:
         return cached[1]
     table = LineTable(text)
+    shortened = doc.notes.get("shortened_lines")
+    if shortened:   # lines that lost tags inside them were wrapped at their old widths
+        for i, line in enumerate(table.lines):
+            if line in shortened:
+                chars, cols = shortened[line]
+                table.widths[i] += (cols, cols, chars, chars)
     doc.notes["line_table"] = (text, table)
     return table
 

@@ -122,7 +122,8 @@ def render(report: dict, seed: int = 0) -> str:
         for path, x in flagged:
             out.append(f"<div class=muted>{html.escape(x['doc'] or path)} ({x['scope']})</div>"
                        + _sample(x["before"], x["text"], x["after"]))
-    unfinished = [(f["path"], f["unfinished"]) for f in files if f.get("unfinished", {}).get("seen") and f["kept_chars"]]
+    unfinished = [(f["path"], f["unfinished"]) for f in files
+                  if f.get("unfinished", {}).get("seen") and f["kept_chars"]]
     out.append(f"<h2>Paragraphs that stop mid-sentence ({sum(u['seen'] for _, u in unfinished):,})</h2>")
     if unfinished:
         out.append("<p class=muted>Kept paragraphs (15+ characters, not headings) that end without closing "

@@ -194,7 +194,8 @@ class Repeated(LearnsRecurrence):
         for t, n in alone.items():
             if "0" in t or "§" in t or len(t) > 12 or text.count(t) - n < max(2, n):
                 continue
-            within = sum(1 for line in lines if t in line and len(line) > len(t) + 4 and reads_as_prose(line.strip(SPACE)))
+            within = sum(1 for line in lines
+                         if t in line and len(line) > len(t) + 4 and reads_as_prose(line.strip(SPACE)))
             if within >= max(2, n):   # inside sentences as often as alone
                 out.add(t)
         return out
@@ -273,7 +274,7 @@ class Html(Rule):
         columns): a hard-wrapping tool counted those, so the hard_wrap rule adds them back
         when it measures the line."""
         old, new = before.split("\n"), after.split("\n")
-        if len(old) != len(new):   # (every replacement above keeps its line breaks: never)
+        if len(old) != len(new):   # (defensive: every replacement above keeps its line breaks)
             return
         from .paragraphs import display_width
 

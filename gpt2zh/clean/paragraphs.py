@@ -487,7 +487,7 @@ def joins(t: LineTable, p: np.ndarray, q: np.ndarray, wraps: list[Wrap], region:
           soft: np.ndarray) -> np.ndarray:
     """For consecutive non-blank lines p -> q: is q the same paragraph as p?"""
     out = np.zeros(len(p), dtype=bool)
-    starts = None
+    odds = None
     same = (region[p] == region[q]) & (region[p] >= 0)
     for r in np.unique(region[p][same]):
         sel = np.flatnonzero(same & (region[p] == r))
@@ -506,8 +506,8 @@ def joins(t: LineTable, p: np.ndarray, q: np.ndarray, wraps: list[Wrap], region:
         if not (wrap.indented or wrap.blank_sep or wrap.spaced):
             ask = full & ~start & (gap == 0) & t.sentence_end[pp]
             if ask.any():
-                starts = paragraph_starts(t, p, q, wraps, region) if starts is None else starts
-                start[ask] = _starts_by_words(t, wrap, r, region, qq[ask], starts)
+                odds = first_char_odds(t, p, q, wraps, region) if odds is None else odds
+                start[ask] = _starts_by_words(t, wrap, r, region, qq[ask], odds)
         out[sel] = full & ~start
     page = soft[p] & ~out
     if page.any():
@@ -516,40 +516,45 @@ def joins(t: LineTable, p: np.ndarray, q: np.ndarray, wraps: list[Wrap], region:
 
 
 def _starts_by_words(t: LineTable, wrap: Wrap, r: int, region: np.ndarray, qq: np.ndarray,
-                     starts: np.ndarray) -> np.ndarray:
+                     odds: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Text wrapped with nothing to mark a paragraph start (no indentation, no blank line):
     does a full line that ends a sentence end its paragraph, one that happened to fill the
     line, or was it wrapped right after the full stop? The file decides. Prior odds: the
     paragraphs ending so near the width (counted on the short lines just below it, which
     are about as many) against the wraps falling after a sentence end (the share of such
-    characters in the text). Evidence: how much more often the next line's first character
-    starts a paragraph (`starts`: the first characters of the lines after short lines) than
-    a sentence inside a line."""
+    characters in the text). Evidence: the odds of the next line's first character
+    (`first_char_odds`)."""
     lines = np.flatnonzero((region == r) & ~t.blank & ~t.heading)
     full = wrap.full(t, lines)
     w = t.widths[lines, wrap.measure]
     near = lines[~full][(w[~full] >= wrap.width - 3 * wrap.tol) & (w[~full] < wrap.width - wrap.tol)]
     ends_near = np.count_nonzero(t.sentence_end[near])
     prior = np.log(max(ends_near, 0.5) / max(np.count_nonzero(full) * t.share(END), 0.5))
-    goes_on = t.after(END)
-    chars, code = np.unique(np.concatenate([starts, goes_on, t.first_cp[qq]]), return_inverse=True)
-    cs = np.bincount(code[:len(starts)], minlength=len(chars))
-    cg = np.bincount(code[len(starts):len(starts) + len(goes_on)], minlength=len(chars))
-    seen = (cs + cg) > 0                      # (a character never seen either way says nothing)
-    v = 0.5 * np.count_nonzero(seen)
-    lr = np.where(seen, np.log((cs + 0.5) / (len(starts) + v)) - np.log((cg + 0.5) / (len(goes_on) + v)), 0.0)
-    return prior + lr[code[len(starts) + len(goes_on):]] > 0
+    chars, lr = odds
+    k = np.minimum(np.searchsorted(chars, t.first_cp[qq]), len(chars) - 1)
+    return prior + np.where(chars[k] == t.first_cp[qq], lr[k], 0.0) > 0
 
 
-def paragraph_starts(t: LineTable, p: np.ndarray, q: np.ndarray, wraps: list[Wrap], region: np.ndarray) -> np.ndarray:
-    """The first characters of the file's wrapped lines that plainly start a paragraph
-    (after a short line of the same region)."""
+def first_char_odds(t: LineTable, p: np.ndarray, q: np.ndarray, wraps: list[Wrap],
+                    region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How much more often a character starts a paragraph than a sentence inside one, as
+    (sorted characters, log odds), smoothed: counted on the first characters of the file's
+    wrapped lines that plainly start a paragraph (after a short line of the same region),
+    and on the characters after every sentence end inside a line. A character seen neither
+    way is not listed (it says nothing)."""
     ok = (region[p] == region[q]) & (region[p] >= 0) & ~t.heading[p] & ~t.heading[q]
     after_short = np.zeros(len(p), dtype=bool)
     for k in np.unique(region[p][ok]):
         sel = np.flatnonzero(ok & (region[p] == k))
         after_short[sel] = ~wraps[k].full(t, p[sel])
-    return t.first_cp[q[after_short]]
+    starts, goes_on = t.first_cp[q[after_short]], t.after(END)
+    chars, code = np.unique(np.concatenate([starts, goes_on]), return_inverse=True)
+    if not len(chars):
+        return np.zeros(1, dtype=t.first_cp.dtype), np.zeros(1)
+    cs = np.bincount(code[:len(starts)], minlength=len(chars))
+    cg = np.bincount(code[len(starts):], minlength=len(chars))
+    v = 0.5 * len(chars)
+    return chars, np.log((cs + 0.5) / (len(starts) + v)) - np.log((cg + 0.5) / (len(goes_on) + v))
 
 
 def page_continues(t: LineTable, p: np.ndarray, q: np.ndarray, soft: np.ndarray) -> np.ndarray:
@@ -654,7 +659,7 @@ def note_unfinished(text: str, doc: Doc) -> None:
     cent (titles, lists, verse)."""
     lines = text.split("\n")
     long = [i for i, line in enumerate(lines) if len(line) >= 15
-            and not (len(line) <= 60 and line[0] in _HEADING_START and is_heading(line))]
+            and not (len(line) <= 60 and line.lstrip(SPACE)[:1] in _HEADING_START and is_heading(line))]
     cases = [(lines[i], lines[i + 1] if i + 1 < len(lines) else "") for i in long if _stops_mid_sentence(lines[i][-1])]
     doc.report.note_unfinished(len(long), cases)
 

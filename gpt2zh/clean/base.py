@@ -22,6 +22,7 @@ CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 CJK_RE = re.compile(f"[{CJK}]")
 SPACE = " \t\u3000\xa0\u2002\u2003\u200b\ufeff"  # kinds of blank a scanned or web text carries
 _S = f"[{SPACE}]"
+INNER_SPACE_RE = re.compile(f"{_S}+")   # a run of blanks inside a line
 _NUM_CN = "0-9０-９零〇一二三四五六七八九十百千两"
 HEADING = (
     rf"{_S}*(?:正文{_S}*)?(?:第{_S}*[{_NUM_CN}]+{_S}*[回章节卷集部篇]|楔子|序章|引子|尾声|后记|番外|附{_S}*录)"

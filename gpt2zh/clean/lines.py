@@ -16,10 +16,8 @@ from collections import Counter
 
 import numpy as np
 
-from .base import (CJK, HEADING_RE, SENTENCE_END, SPACE, Doc, Rule, cut_pattern, cut_spans, drop_lines, is_heading,
-                   register, replace_pattern)
-
-_S = f"[{SPACE}]"
+from .base import (_S, CJK, HEADING_RE, INNER_SPACE_RE, SENTENCE_END, SPACE, Doc, Rule, cut_pattern, cut_spans,
+                   drop_lines, is_heading, register, replace_pattern)
 
 # ----------------------------------------------------------------------------
 # What prose looks like
@@ -50,7 +48,6 @@ def reads_as_prose(s: str) -> bool:
 
 HEADING_START_RE = re.compile("[第楔序引尾后番附正]")
 DIGITS_RE = re.compile(r"[0-9０-９]+")
-INNER_SPACE_RE = re.compile(rf"{_S}+")
 MAX_TEMPLATE = 100
 
 

@@ -22,12 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import CJK, CJK_RE, PUNCTUATION, SENTENCE_END, SPACE, Doc, Rule, is_heading, register
+from .base import CJK_RE, INNER_SPACE_RE, PUNCTUATION, SENTENCE_END, SPACE, Doc, Rule, is_heading, register
 
 HANGING = set("，。、；：？！”’」』）》,.;:?!)…—")   # may hang past the wrap width
 OPENING_QUOTE = "“「『\"‘"
-MID_SENTENCE_END = re.compile(f"[{CJK}A-Za-z0-9，、；：—]$")
-SOFT_MID_RE = re.compile(f"[{CJK}A-Za-z0-9０-９Ａ-Ｚａ-ｚ，、；—“「『（《(]")
 REGION_LINES = 400      # body lines per detection block
 MIN_REGION = 30         # a smaller block borrows the decision of the file
 MIN_BLOCK = 8           # lines of a block set apart that may be wrapped at its own width
@@ -43,8 +41,8 @@ def display_width(s: str) -> int:
 
 
 _HEADING_START = "正第楔序引尾后番附"
-# one byte of facts per code point, for the last (or first) character of every line at once
-HANG, PUNCT, END, MID, WORD, SOFT, OPEN, BLANK, HEAD, COLON = (1 << k for k in range(10))
+# a few bits of facts per code point, for the last (or first) character of every line at once
+HANG, PUNCT, END, MID, SOFT, OPEN, BLANK, HEAD, COLON = (1 << k for k in range(9))
 _LUT: np.ndarray | None = None
 
 
@@ -111,6 +109,7 @@ class LineTable:
         self.opens = (firstf & OPEN) != 0
         self.first_cp = np.where(has, np.append(cps, 0)[np.minimum(first, n)], 0)   # first character of a line
         self._cps, self._flags = cps, flags[:-1]   # (flags has one spare entry at the end)
+        self._shares: dict[int, float] = {}
         self.heading = np.zeros(len(starts), dtype=bool)
         for i in np.flatnonzero(((firstf & HEAD) != 0) & (clen <= 60)):
             self.heading[i] = is_heading(text[first[i]:last[i] + 1])
@@ -120,8 +119,12 @@ class LineTable:
 
 
     def share(self, bit: int) -> float:
-        """The share of the text's characters that carry flag `bit`."""
-        return np.count_nonzero(self._flags & bit) / max(1, np.count_nonzero((self._flags & BLANK) == 0))
+        """The share of the text's characters that carry flag `bit` (counted once: every
+        region of the file asks)."""
+        if bit not in self._shares:
+            self._shares[bit] = (np.count_nonzero(self._flags & bit)
+                                 / max(1, np.count_nonzero((self._flags & BLANK) == 0)))
+        return self._shares[bit]
 
     def after(self, bit: int) -> np.ndarray:
         """The characters that follow, inside a line, a character with flag `bit` (and are
@@ -238,11 +241,6 @@ def detect_wraps_of(t: LineTable, rid: np.ndarray, R: int, strict: bool = False)
         for r in np.flatnonzero(top_score > best_score):
             best[r], best_score[r] = Wrap(m, int(W[k[r]])), top_score[r]
     return best
-
-
-def detect_wrap(t: LineTable, a: int, b: int) -> Wrap | None:
-    """The wrap of lines [a, b), or None if they were not hard-wrapped."""
-    return detect_wraps(t, [(a, b)])[0]
 
 
 def read_style(wrap: Wrap, t: LineTable, a: int, b: int) -> Wrap:
@@ -667,8 +665,6 @@ def note_unfinished(text: str, doc: Doc) -> None:
 # ----------------------------------------------------------------------------
 # whitespace
 
-
-INNER_SPACE_RE = re.compile(f"[{SPACE}]+")
 
 
 @register

@@ -90,6 +90,54 @@ def test_free_verse_among_whole_paragraphs_is_not_joined():
     assert out == [prose] + verse + [prose]
 
 
+def _wrap(text: str, width: int, indent: str = "") -> list[str]:
+    """`text` cut every `width` characters, closing punctuation hanging past the width."""
+    lines, cur = [], ""
+    for ch in text:
+        if len(cur) >= width and ch not in "，。、；：？！”’）》":
+            lines.append(indent + cur)
+            cur = ""
+        cur += ch
+    return lines + [indent + cur]
+
+
+def test_a_short_letter_among_whole_paragraphs_is_rejoined():
+    # two paragraphs wrapped at 17 characters where nothing else is wrapped: too few lines
+    # for any statistics, every line indented like the whole paragraphs around them
+    prose = "话说天下大势，分久必合，合久必分。周末七国分争，并入于秦。及秦灭之后，楚、汉分争，又并入于汉。" * 3
+    one = "焚起一柱信香，长老上禅椅盘膝而坐，口诵咒语，入定去了；一炷香过，却好回来，对众僧说道："
+    two = "“只顾剃度他。此人上应天星，心地刚直。虽然时下凶顽，命中驳杂，久后却得清净。”"
+    for indent in ("", "　　"):
+        lines = [indent + prose] * 3 + _wrap(one, 17, indent) + _wrap(two, 17, indent) + [indent + prose] * 3
+        out = clean_text("\n".join(lines), CleanOptions(), FileReport("l")).split("\n")
+        assert out == [prose] * 3 + [one, two] + [prose] * 3, indent
+
+
+def test_lines_of_one_width_that_are_not_prose_stay_apart():
+    # a list of names of one length and free verse, each line stopping mid-word, are not a wrap
+    prose = "本报讯国家质量技术监督局今天公布了婴幼儿配方奶粉的抽查结果，其中多数产品合格。" * 3
+    names = ["哈尔滨森永乳品有限公司“森永”牌婴儿奶粉", "黑龙江味全乳品有限公司“味全龙”牌助长奶粉",
+             "抽查不合格产品有："]
+    verse = ["以一个民族庄严的肤色开放在", "陕北春天的身旁用金箔打成的", "花瓣儿像一盏黄晕的灯光。"]
+    for block in (names, verse):
+        lines = [prose] * 3 + block + [prose] * 3
+        out = clean_text("\n".join(lines), CleanOptions(), FileReport("n")).split("\n")
+        assert out == lines, block
+
+
+def test_two_blocks_of_their_own_widths_side_by_side():
+    # a letter at 15 characters right after a poem at 17, among whole paragraphs
+    prose = "却说董卓在长安，闻孙坚已死，乃曰：“吾除却一心腹之患也！”问：“其子年几岁矣？”" * 4
+    letter = ("卓遂不以为意。自此愈加骄横，自号为“尚父”，出入僭天子仪仗；封弟董晃为左将军、鄠侯，"
+              "侄董璜为侍中，总领禁军。董氏宗族，不问长幼，皆封列侯。离长安城二百五十里，别筑郿坞，"
+              "役民夫二十五万人筑之：其城郭高下厚薄一如长安。")
+    poem = ("半红半绿喷甘香，艳丽仙根万载长。堪笑武陵源上种，争如天府更奇强！紫纹娇嫩寰中少，"
+            "缃核清甜世莫双。延寿延年能易体，有缘食者自非常。")
+    lines = [prose] * 4 + _wrap(poem, 17) + _wrap(letter, 15) + [prose] * 4
+    out = clean_text("\n".join(lines), CleanOptions(), FileReport("w")).split("\n")
+    assert out == [prose] * 4 + [poem, letter] + [prose] * 4
+
+
 def test_a_letter_set_apart_in_the_real_novels_is_rejoined(corpora):
     # 三国演义's 檄文 in chapter 22: every line indented, wrapped at 24 characters inside text
     # wrapped at 40 (the shared edition), or inside whole paragraphs (the updatetime copy)
@@ -99,6 +147,10 @@ def test_a_letter_set_apart_in_the_real_novels_is_rejoined(corpora):
         assert "忠臣虑难以立权。是以有非常之人，然后有非常之事" in text, name
         u = report.unfinished
         assert u["seen"] <= 0.01 * u["paragraphs"], (name, u["seen"], u["paragraphs"])
+    # 水浒传's 水调歌头, wrapped at 32 characters among whole paragraphs: two stanzas again
+    text = "\n".join(d.text for d in clean_file(corpora / "shuihuzhuan.txt", CleanOptions())[1])
+    assert "\n明月几时有！把酒问青天：不知天上宫阙，今夕是何年？我欲乘风归去，只恐琼楼玉宇，高处不胜寒。" in text
+    assert "何似在人间？\n高卷珠帘，低绮户，照无眠，不应有恨，何事常向别时圆？人有悲欢离合，" in text
 
 
 def test_page_breaks_decided_by_the_files_own_layout():

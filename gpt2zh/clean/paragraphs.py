@@ -6,9 +6,10 @@ headings, cut into blocks of a few hundred lines), so a file that changes width
 between chapters is read right, under four ways of measuring a line (characters or
 display columns, with or without the indentation) and with room for hanging
 punctuation. Inside a region, a block set apart at a width of its own (a letter, a
-poem; indented or not, double-spaced or not) is read the same way but more strictly,
-and so is a lone wrapped paragraph among whole ones. Within a wrapped region a full
-line is joined to the next unless the next starts a paragraph: indented past the
+poem; indented or not, double-spaced or not) is read the same way but more strictly; a
+paragraph or two wrapped among whole ones, too few lines to count, by its lines of one
+width stopping mid-word with only paragraphs' last lines between them. Within a wrapped
+region a full line is joined to the next unless the next starts a paragraph: indented past the
 region's continuation lines, after a blank line where blank lines separate paragraphs,
 a chapter heading, or a new dialogue turn. Paragraph starts survive as paragraph
 breaks; short lines (poems, closing lines) are never joined. Where a page marker was
@@ -29,7 +30,9 @@ OPENING_QUOTE = "“「『\"‘"
 REGION_LINES = 400      # body lines per detection block
 MIN_REGION = 30         # a smaller block borrows the decision of the file
 MIN_BLOCK = 8           # lines of a block set apart that may be wrapped at its own width
-MIN_STREAK = 3          # lines of one width in a row that make a wrapped paragraph where no wrap was found
+MIN_FULL = 2            # full lines of one width that make a wrapped paragraph where no wrap was found
+LOCAL_GAP = 3           # non-blank lines from one such full line to the next
+LOCAL_MIN_CHARS = 12    # narrower lines of one width in a row are as likely a column of free verse
 MAX_WRAP_COLS = 124     # 120 columns and hanging punctuation: wider lines were not wrapped
 MEASURES = ("cols", "cols-content", "chars", "chars-content")
 
@@ -42,7 +45,7 @@ def display_width(s: str) -> int:
 
 _HEADING_START = "正第楔序引尾后番附"
 # a few bits of facts per code point, for the last (or first) character of every line at once
-HANG, PUNCT, END, MID, SOFT, OPEN, BLANK, HEAD, COLON = (1 << k for k in range(9))
+HANG, PUNCT, END, MID, SOFT, OPEN, BLANK, HEAD, COLON, OPENER, CLAUSE, PAUSE = (1 << k for k in range(12))
 _LUT: np.ndarray | None = None
 
 
@@ -64,9 +67,15 @@ def _char_flags() -> np.ndarray:
             lut[ord(c)] |= SOFT
         for c in "：:":
             lut[ord(c)] |= COLON
-        lut[0xFF10:0xFF1A] |= SOFT   # full-width digits and letters
-        lut[0xFF21:0xFF3B] |= SOFT
-        lut[0xFF41:0xFF5B] |= SOFT
+        for c in "“「『‘《（(【〈［〔":   # (not the ASCII quote, which closes as often)
+            lut[ord(c)] |= OPENER
+        for c in "：；:;":
+            lut[ord(c)] |= CLAUSE
+        for c in "，、；：。！？,;:!?":
+            lut[ord(c)] |= PAUSE
+        lut[0xFF10:0xFF1A] |= MID | SOFT   # full-width digits and letters
+        lut[0xFF21:0xFF3B] |= MID | SOFT
+        lut[0xFF41:0xFF5B] |= MID | SOFT
         _LUT = lut
     return _LUT
 
@@ -107,6 +116,14 @@ class LineTable:
         self.colon_end = (lastf & COLON) != 0
         self.colons = int(np.count_nonzero(flags & COLON))
         self.opens = (firstf & OPEN) != 0
+        self.open_end = (lastf & OPENER) != 0      # a paragraph never stops on an opening quote or bracket
+        self.clause_end = (lastf & CLAUSE) != 0     # "道：" ends a paragraph before a speech
+        before_last = np.where(has & (last > first), flags[np.clip(last - 1, 0, n)], 0)
+        self.hang2 = self.hang & ((before_last & HANG) != 0)   # "。”": two closing marks may hang
+        # punctuation inside the line (the last character not counted): prose has it, a list item or a
+        # line of free verse seldom does
+        pauses = np.add.reduceat(np.append((flags[:-1] & PAUSE) != 0, False).astype(np.int32), starts)
+        self.pauses = pauses - ((lastf & PAUSE) != 0)
         self.first_cp = np.where(has, np.append(cps, 0)[np.minimum(first, n)], 0)   # first character of a line
         self._cps, self._flags = cps, flags[:-1]   # (flags has one spare entry at the end)
         self._shares: dict[int, float] = {}
@@ -168,7 +185,8 @@ class Wrap:
         at = (w >= self.width - self.tol) & (w <= self.width)
         # past the width by one character: hanging punctuation, or a character the wrapping
         # tool counted narrower (a substituted rare character) with the line stopping mid-word
-        hanging = (w > self.width) & (w <= self.width + self.tol) & (t.hang[idx] | t.mid_word[idx])
+        hanging = (((w > self.width) & (w <= self.width + self.tol) & (t.hang[idx] | t.mid_word[idx]))
+                   | ((w > self.width) & (w <= self.width + 2 * self.tol) & t.hang2[idx]))
         # nearly full and stopped mid-word: a first line that lost its indentation, or a
         # word pushed down by the wrapping tool
         near = (w >= 0.8 * self.width) & (w < self.width) & t.mid_word[idx]
@@ -253,7 +271,8 @@ def read_style_of(wrap: Wrap, t: LineTable, idx: np.ndarray) -> Wrap:
     if len(idx) < 2:
         return wrap
     p, q = idx[:-1], idx[1:]
-    keep = ~t.heading[p] & ~t.heading[q]
+    # (pairs of lines next to each other only: `idx` may skip a block read apart)
+    keep = ~t.heading[p] & ~t.heading[q] & (t.next_nonblank[p] == q)
     p, q = p[keep], q[keep]
     full = wrap.full(t, p)
     after_full, after_short = t.indent[q[full]], t.indent[q[~full]]
@@ -312,15 +331,18 @@ def wrap_plan(t: LineTable) -> tuple[list[Wrap], np.ndarray]:
         if wrap is not None:
             wraps.append(read_style(wrap, t, a, b))
             region[a:b] = len(wraps) - 1
+    found_regions = list(wraps)
     blocks = trim_blocks(t, set_blocks(t, wraps, region))
     for (a, b, r), wrap in zip(blocks, detect_wraps(t, [(a, b) for a, b, _ in blocks], strict=True)):
         if wrap is not None and (r < 0 or (wrap.measure, wrap.width) != (wraps[r].measure, wraps[r].width)):
             wraps.append(read_style(wrap, t, a, b))
             region[a:b] = len(wraps) - 1
     split_widths(t, wraps, region)
-    for a, b, width in streaks(t, wraps, region):
-        wraps.append(read_style(Wrap(1, width), t, a, b))
+    for a, b, wrap in local_wraps(t, wraps, region):
+        wraps.append(read_style(wrap, t, a, b))
         region[a:b] = len(wraps) - 1
+    for r in range(len(found_regions)):   # a region's style read again without the blocks read apart
+        read_style_of(wraps[r], t, np.flatnonzero((region == r) & ~t.blank))
     t.plan = (wraps, region)
     return t.plan
 
@@ -391,21 +413,28 @@ def split_widths(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> None:
     """Regions where a second width is at work: paragraphs wrapped at one width around a
     letter set at a narrower one (the region's wrap may have come from either). The lines
     too wide for the region's wrap, where they crowd at a width of their own, get that wrap;
-    then each line goes with its paragraph: a line after a full line goes on that paragraph,
-    any other goes with the width it is at."""
-    rid = np.full(len(t.blank), -1, dtype=np.int64)
+    so do the lines short of it where they crowd at a narrower width (read strictly: the
+    last lines of paragraphs are short of any width too); then each line goes with its
+    paragraph: a line after a full line goes on that paragraph, any other goes with the
+    width it is at."""
     found = []
-    for r, w in enumerate(wraps):
-        idx = np.flatnonzero((region == r) & ~t.blank & ~t.heading)
-        over = idx[t.widths[idx, w.measure] > w.width + w.tol]
-        if len(over) >= MIN_BLOCK and len(over) > 0.02 * len(idx) + 1:
-            rid[over] = len(found)
-            found.append(r)
-    if not found:
-        return
-    for r, w2 in zip(found, detect_wraps_of(t, rid, len(found))):
-        if w2 is None:
-            continue
+    for strict in (False, True):
+        rid = np.full(len(t.blank), -1, dtype=np.int64)
+        sets = []
+        for r, w in enumerate(wraps):
+            idx = np.flatnonzero((region == r) & ~t.blank & ~t.heading)
+            width = t.widths[idx, w.measure]
+            if strict:
+                other = idx[width < w.width - w.tol]
+            else:
+                other = idx[width > w.width + w.tol]
+            if len(other) >= MIN_BLOCK and len(other) > 0.02 * len(idx) + 1:
+                rid[other] = len(sets)
+                sets.append(r)
+        if sets:
+            found += [(r, w2) for r, w2 in zip(sets, detect_wraps_of(t, rid, len(sets), strict))
+                      if w2 and (not strict or _runs_on(t, w2, np.flatnonzero(rid == sets.index(r))))]
+    for r, w2 in found:
         w1, r2 = wraps[r], len(wraps)
         wraps.append(w2)
         span = np.flatnonzero(region == r)
@@ -420,6 +449,17 @@ def split_widths(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> None:
         region[span] = filled[last]
         read_style_of(w1, t, lines[label == r])
         read_style_of(w2, t, lines[label == r2])
+
+
+def _runs_on(t: LineTable, wrap: Wrap, idx: np.ndarray) -> bool:
+    """Do the lines `idx` that reach `wrap` mostly follow another that does? A narrower
+    width's lines come in runs (a letter set apart); the first lines of paragraphs that lost
+    their indentation come one by one, after the last lines of the paragraphs before."""
+    full = idx[wrap.full(t, idx)]
+    prev = np.flatnonzero(~t.blank)
+    k = np.searchsorted(prev, full) - 1
+    before = prev[np.maximum(k, 0)]
+    return bool(len(full)) and np.mean((k >= 0) & np.isin(before, full)) >= 0.5
 
 
 def _paragraph_widths(t: LineTable, lines: np.ndarray, one: tuple, two: tuple) -> np.ndarray:
@@ -449,26 +489,97 @@ def _paragraph_widths(t: LineTable, lines: np.ndarray, one: tuple, two: tuple) -
     return label
 
 
-def streaks(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tuple[int, int, int]]:
-    """A paragraph too short for any statistics, wrapped where nothing around it is: MIN_STREAK+
-    lines in a row of one width (indentation not counted), most of them stopping mid-sentence,
-    among lines that no wrap accounts for. Returns [a, b) with the line after the streak
-    (the paragraph's last line), and the width."""
+def local_wraps(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tuple[int, int, Wrap]]:
+    """A paragraph or two wrapped where nothing around them is (too few lines for any
+    statistics): MIN_FULL+ lines of one width, each a few lines from the next, stopping
+    mid-word (some may stop with punctuation hanging past that width), among lines that no
+    wrap accounts for, with nothing between them but paragraphs' last lines (narrower,
+    ending a sentence) and a last line after them. Whole paragraphs hardly ever stop
+    mid-word, let alone at one width with only narrower lines around; verses stop at
+    punctuation, a headline is followed by a wider paragraph. Returns [a, b) from the
+    paragraph's first line to the line after the last full one, and the wrap."""
     nb = np.flatnonzero(~t.blank)
     reg = region[nb]
     free = reg < 0
-    for r, w in enumerate(wraps):
+    for r, w in enumerate(wraps):   # a wrapped region's lines that are not full: shorter, or wider
         sel = np.flatnonzero(reg == r)
-        free[sel] = ~w.full(t, nb[sel]) & (t.widths[nb[sel], w.measure] <= w.width + w.tol)
-    w = t.widths[nb, 1]
-    even = free[1:] & free[:-1] & (np.abs(w[1:] - w[:-1]) <= 2) & (w[1:] >= 20) & ~t.heading[nb[1:]]
-    a, b = _runs(even)                       # lines a .. b of nb are one width
-    n = b - a + 1
-    mids = np.concatenate(([0], np.cumsum(t.mid_end[nb])))
-    end = np.minimum(b + 1, len(nb) - 1)     # the paragraph's last line: shorter, and it ends a sentence
-    ok = ((n >= MIN_STREAK) & (mids[b + 1] - mids[a] >= n / 2) & (b + 1 < len(nb)) & free[end]
-          & (w[end] < w[b]) & t.sentence_end[nb[end]])
-    return [(int(nb[x]), int(nb[e]) + 1, int(w[x:y + 1].max())) for x, y, e in zip(a[ok], b[ok], end[ok])]
+        free[sel] = ~w.full(t, nb[sel])
+    free &= ~t.heading[nb]
+    word = t.mid_word[nb] | t.open_end[nb]
+    closes = t.sentence_end[nb] | t.clause_end[nb]
+    wordl, hangl, hang2l = word.tolist(), t.hang[nb].tolist(), t.hang2[nb].tolist()
+    out: list[tuple[int, int, Wrap]] = []
+    taken = np.zeros(len(nb), dtype=bool)
+    for m in (1, 0):                       # indentation counted apart, then counted in the width
+        w = t.widths[nb, m]
+        cand = np.flatnonzero(free & ~taken & (word | t.hang[nb]) & (t.widths[nb, 3] >= LOCAL_MIN_CHARS)
+                              & (t.widths[nb, 0] <= MAX_WRAP_COLS))
+        cand = cand[_paired(cand, w[cand])]
+        wl = w.tolist()
+        cluster: list[int] = []
+        for c in list(cand) + [-1]:
+            if (cluster and c >= 0 and c - cluster[-1] <= LOCAL_GAP and not taken[c]
+                    and free[cluster[-1] + 1:c].all() and closes[cluster[-1] + 1:c].all()
+                    and _one_width(cluster + [c], wl, wordl, hangl, hang2l)):
+                cluster.append(c)
+                continue
+            if cluster and c >= 0 and not word[c] and c - cluster[-1] < LOCAL_GAP and closes[c]:
+                continue   # a paragraph's last line, ending in punctuation: it may stand between full ones
+            found = _local_wrap(t, nb, cluster, w, word, free, closes, m)
+            if found:
+                first, last, wrap = found
+                taken[first:last + 1] = True
+                out.append((int(nb[first]), int(nb[last]) + 1, wrap))
+            cluster = [c]
+    return out
+
+
+def _paired(pos: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Which of the candidate lines at `pos` (ascending) have another within LOCAL_GAP lines
+    at about their width (a line of one width alone makes no cluster: most of them, at once)."""
+    ok = np.zeros(len(pos), dtype=bool)
+    for k in range(1, LOCAL_GAP + 1):
+        near = (pos[k:] - pos[:-k] <= LOCAL_GAP) & (np.abs(w[k:] - w[:-k]) <= 4)
+        ok[k:] |= near
+        ok[:-k] |= near
+    return ok
+
+
+def _one_width(cluster: list[int], w: list, word: list, hang: list, hang2: list) -> bool:
+    """Do the lines stopping mid-word in `cluster` have one width, that the others (hanging
+    punctuation) reach too, and the lines between them (paragraphs' last lines) stay within?
+    (Python lists, not arrays: a cluster is a few lines, asked about many times.)"""
+    at = [w[c] for c in cluster if word[c]] or [w[c] for c in cluster]
+    width = max(at)
+    if width - min(at) > 2:
+        return False
+    members = set(cluster)
+    for i in range(cluster[0], cluster[-1] + 1):
+        x = w[i]   # full as Wrap.full has it, for a width in columns (tol 2)
+        full = (width - 2 <= x <= width or (width < x <= width + 2 and (hang[i] or word[i]))
+                or (width < x <= width + 4 and hang2[i]) or (0.8 * width <= x < width and word[i]))
+        if not full and (i in members or x > width):
+            return False
+    return True
+
+
+def _local_wrap(t: LineTable, nb: np.ndarray, cluster: list[int], w: np.ndarray, word: np.ndarray,
+                free: np.ndarray, closes: np.ndarray, m: int):
+    """(first line, last line, Wrap) of the paragraphs around a cluster of full lines (in
+    positions of `nb`), or None. The paragraph's last line ends a sentence or a clause (a
+    verse may end with none)."""
+    while len(cluster) >= MIN_FULL and word[cluster].any() and (t.pauses[nb[cluster]] > 0).any():
+        wrap = Wrap(m, int(w[[c for c in cluster if word[c]]].max()))
+        after = cluster[-1] + 1
+        if (after < len(nb) and free[after] and closes[after]
+                and (w[after] <= wrap.width or wrap.full(t, nb[after:after + 1])[0])):
+            first = cluster[0]   # the paragraph's first line reaches the width too (ending in
+            # punctuation: one stopping mid-word would be in the cluster already)
+            while first > 0 and free[first - 1] and wrap.full(t, nb[first - 1:first])[0] and not word[first - 1]:
+                first -= 1
+            return first, after, wrap
+        cluster = cluster[:-1]   # the last one was a paragraph's last line, stopping mid-word
+    return None
 
 
 def full_lines(t: LineTable) -> set[int]:
@@ -527,6 +638,8 @@ def _starts_by_words(t: LineTable, wrap: Wrap, r: int, region: np.ndarray, qq: n
     w = t.widths[lines, wrap.measure]
     near = lines[~full][(w[~full] >= wrap.width - 3 * wrap.tol) & (w[~full] < wrap.width - wrap.tol)]
     ends_near = np.count_nonzero(t.sentence_end[near])
+    if len(lines) < MIN_REGION:   # too few to count: the paragraphs' last lines spread evenly below the width
+        ends_near = np.count_nonzero(~full) * 2 * wrap.tol / wrap.width
     prior = np.log(max(ends_near, 0.5) / max(np.count_nonzero(full) * t.share(END), 0.5))
     chars, lr = odds
     k = np.minimum(np.searchsorted(chars, t.first_cp[qq]), len(chars) - 1)

@@ -18,6 +18,7 @@ the paragraph goes on; `note_unfinished` counts what is left ending mid-sentence
 """
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -331,7 +332,7 @@ def wrap_plan(t: LineTable) -> tuple[list[Wrap], np.ndarray]:
         if wrap is not None:
             wraps.append(read_style(wrap, t, a, b))
             region[a:b] = len(wraps) - 1
-    found_regions = list(wraps)
+    found, before = len(wraps), region.copy()
     blocks = trim_blocks(t, set_blocks(t, wraps, region))
     for (a, b, r), wrap in zip(blocks, detect_wraps(t, [(a, b) for a, b, _ in blocks], strict=True)):
         if wrap is not None and (r < 0 or (wrap.measure, wrap.width) != (wraps[r].measure, wraps[r].width)):
@@ -341,7 +342,8 @@ def wrap_plan(t: LineTable) -> tuple[list[Wrap], np.ndarray]:
     for a, b, wrap in local_wraps(t, wraps, region):
         wraps.append(read_style(wrap, t, a, b))
         region[a:b] = len(wraps) - 1
-    for r in range(len(found_regions)):   # a region's style read again without the blocks read apart
+    lost = np.unique(before[(region != before) & (before >= 0)])
+    for r in lost[lost < found]:          # a region's style read again without the blocks read apart
         read_style_of(wraps[r], t, np.flatnonzero((region == r) & ~t.blank))
     t.plan = (wraps, region)
     return t.plan
@@ -514,7 +516,7 @@ def local_wraps(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tup
         w = t.widths[nb, m]
         cand = np.flatnonzero(free & ~taken & (word | t.hang[nb]) & (t.widths[nb, 3] >= LOCAL_MIN_CHARS)
                               & (t.widths[nb, 0] <= MAX_WRAP_COLS))
-        cand = cand[_paired(cand, w[cand])]
+        cand = cand[_paired(cand, w[cand], word[cand])]
         wl = w.tolist()
         cluster: list[int] = []
         for c in list(cand) + [-1]:
@@ -534,12 +536,13 @@ def local_wraps(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tup
     return out
 
 
-def _paired(pos: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _paired(pos: np.ndarray, w: np.ndarray, word: np.ndarray) -> np.ndarray:
     """Which of the candidate lines at `pos` (ascending) have another within LOCAL_GAP lines
-    at about their width (a line of one width alone makes no cluster: most of them, at once)."""
+    at about their width, one of the two stopping mid-word (a line of one width alone makes
+    no cluster, nor do paragraphs' last lines alone: most candidates, ruled out at once)."""
     ok = np.zeros(len(pos), dtype=bool)
     for k in range(1, LOCAL_GAP + 1):
-        near = (pos[k:] - pos[:-k] <= LOCAL_GAP) & (np.abs(w[k:] - w[:-k]) <= 4)
+        near = (pos[k:] - pos[:-k] <= LOCAL_GAP) & (np.abs(w[k:] - w[:-k]) <= 4) & (word[k:] | word[:-k])
         ok[k:] |= near
         ok[:-k] |= near
     return ok
@@ -718,46 +721,44 @@ class HardWrap(Rule):
         return self._assemble(t, joined_into, wraps, region, doc)
 
     def _assemble(self, t: LineTable, joined_into: dict, wraps, region, doc: Doc) -> str:
+        # (over whole lists at once: a novel wrapped at 40 characters has 15,000 joins)
         lines = t.lines
+        qs = sorted(joined_into)
+        ps = [joined_into[q] for q in qs]
         gap = np.zeros(len(lines), dtype=bool)    # blank lines inside a joined paragraph: they go
-        for q, p in joined_into.items():
-            gap[p + 1:q] = True
-        out: list[list[str]] = []                 # output lines as pieces, joined once at the end
-        ws = breaks = 0
-        every = max(1, len(joined_into) // 8)     # a few joins are kept as samples for the report
-        sampled: list[tuple[str, str, str]] = []
-        for i, line in enumerate(lines):
-            if gap[i]:
-                ws += len(line)
-                continue
-            if i not in joined_into:
-                out.append([line])
-                continue
-            pieces = out[-1]
-            before, after = pieces[-1].rstrip(SPACE), line.lstrip(SPACE)
-            ws += len(pieces[-1]) - len(before) + len(line) - len(after)
-            n_gap = i - joined_into[i] - 1
-            pieces[-1] = before
-            if (before[-1:].isascii() and before[-1:].isalnum() and after[:1].isascii() and after[:1].isalnum()
-                    and not CJK_RE.search(before[-60:])):
-                pieces.append(" ")  # English words keep their space: a substitution
-                # (Chinese wrapping tools cut anywhere, even inside an English word or a URL)
-                doc.report.normalized += 1
-                breaks += n_gap
-            else:
-                breaks += n_gap + 1
-                if len(sampled) < 8 and (len(joined_into) <= 8 or i % every == 0):
-                    sampled.append((before[-40:], "\n" * (n_gap + 1), after[:40]))
-            pieces.append(after)
+        for q, p in zip(qs, ps):
+            if q - p > 1:
+                gap[p + 1:q] = True
+        new = list(lines)
+        for p in ps:
+            new[p] = new[p].rstrip(SPACE)
+        for q in qs:
+            new[q] = new[q].lstrip(SPACE)
+        kept = np.flatnonzero(~gap).tolist()
+        ws = sum(len(lines[i]) for i in np.flatnonzero(gap).tolist())
+        ws += sum(len(lines[i]) - len(new[i]) for i in set(ps) | set(qs))
+        # English words keep their space: a substitution (Chinese wrapping tools cut anywhere,
+        # even inside an English word or a URL)
+        english = {q for q, p in zip(qs, ps)
+                   if new[p][-1:].isascii() and new[p][-1:].isalnum() and new[q][:1].isascii()
+                   and new[q][:1].isalnum() and not CJK_RE.search(new[p][-60:])}
+        sep = {q: " " if q in english else "" for q in qs}
+        doc.report.normalized += len(english)
+        breaks = sum(q - p for q, p in zip(qs, ps)) - len(english)
+        out = "".join(itertools.chain.from_iterable((sep.get(i, "\n"), new[i]) for i in kept))[1:]
+        # a few joins kept as samples for the report
+        every = max(1, len(qs) // 8)
+        sampled = [(new[p][-40:], "\n" * (q - p), new[q][:40]) for q, p in zip(qs, ps)
+                   if q not in english and (len(qs) <= 8 or q % every == 0)][:8]
         doc.report.dropped["whitespace"] += ws
         doc.report.add_drops(self.name, breaks - sum(len(x[1]) for x in sampled), len(joined_into) - len(sampled))
         for before, gone, after in sampled:
             doc.report.add_drop(self.name, gone, before, after)
         info = doc.report.paragraphs
         info["rejoined_breaks"] = info.get("rejoined_breaks", 0) + len(joined_into)
-        described = {wraps[r].describe() for r in np.unique(region[list(joined_into)]) if r >= 0}
+        described = {wraps[r].describe() for r in np.unique(region[qs]) if r >= 0}
         info["wrap_widths"] = sorted(set(info.get("wrap_widths", [])) | described)
-        return "\n".join(map("".join, out))
+        return out
 
 
 def _stops_mid_sentence(c: str) -> bool:

@@ -50,6 +50,7 @@ CLASSES = {   # noise class -> the kinds of bench/noise.py it runs (wrapping nee
     "lost characters": ("debris",),
     "masks": ("masks",),
     "prose traps (true text)": ("prose_traps",),
+    "unpunctuated lines (true text)": ("unpunctuated",),
 }
 ALL = tuple(noise.KINDS)
 END = set("。！？!?…”’」』）)》：；—~～")

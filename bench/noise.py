@@ -19,6 +19,8 @@ make the kinds of damage scraped Chinese e-books carry, recording what is noise:
     debris          lost characters: a lone letter of another script, "*", "z茧P"-style junk
     masks           "**" over words
     prose_traps     true text that looks like noise ("--" dashes, 电子书 and 仅供参考 in sentences)
+    unpunctuated    true text a sentence per line, some lines without their full stop (web fiction;
+                    not in KINDS: a layout of its own, for the paragraph rules' precision)
 
 Each generator returns a Noisy: the noisy text, the truth it should clean to, and the
 number of noise characters it put in. `make(paragraphs, kinds, seed)` composes them.
@@ -202,6 +204,25 @@ TRAPS = ["他低声说--我不去了--你们走吧。", "“这本电子书是�
          "他在信里写道：仅供你一人看，看完烧了。", "“下一页呢？”孩子问。母亲翻过书页，接着念下去。"]
 
 
+SENTENCE = re.compile(r"[^。！？]*[。！？]+[”’」』]*")
+
+
+def unpunctuated(pairs, rng, rate=0.15):
+    """True text in the layout of web fiction: a sentence per line, some lines without their
+    full stop. Lines of about one width that stop mid-word are not a wrap here."""
+    out = []
+    for p, t in pairs:
+        if is_heading(t):
+            out.append((p, t))
+            continue
+        for s in SENTENCE.findall(t) or [t]:
+            if s[-1] in "。！？" and rng.random() < rate:
+                s = s.rstrip("。！？")
+            if s:
+                out.append((s, s))
+    return out, {}
+
+
 def prose_traps(pairs, rng, rate=0.02):
     out = []
     for p, t in pairs:
@@ -374,6 +395,7 @@ INLINE = {"mojibake": mojibake, "prose_traps": prose_traps, "adverts": adverts, 
           "debris": debris, "masks": masks}
 LINES = ("wrap", "blocks", "page_markers", "navigation", "notices", "separators")
 KINDS = tuple(INLINE) + LINES
+TRUE_LAYOUTS = {"unpunctuated": unpunctuated}   # true text laid out otherwise, asked for by name only
 
 
 def make(paragraphs: list[str], kinds: tuple[str, ...], seed: int) -> Noisy:
@@ -381,6 +403,9 @@ def make(paragraphs: list[str], kinds: tuple[str, ...], seed: int) -> Noisy:
     rng = random.Random(seed)
     pairs = [(p, p) for p in paragraphs]
     noise: dict = {}
+    for kind, fn in TRUE_LAYOUTS.items():
+        if kind in kinds:
+            pairs, _ = fn(pairs, rng)
     for kind, fn in INLINE.items():
         if kind in kinds:
             pairs, counts = fn(pairs, rng)

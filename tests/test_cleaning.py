@@ -74,7 +74,7 @@ def test_blocks_set_at_their_own_width_are_rejoined(base):
             n, c, _ = run(base, kinds, seed)
             assert c["truth_lost"] == 0 and c["headings_lost"] == 0
             breaks, left = breaks + n.breaks, left + c["breaks_left"]
-        assert left <= 0.05 * breaks, (kinds, left, breaks)
+        assert left <= 0.02 * breaks, (kinds, left, breaks)
 
 
 def test_free_verse_among_whole_paragraphs_is_not_joined():
@@ -123,6 +123,18 @@ def test_lines_of_one_width_that_are_not_prose_stay_apart():
         lines = [prose] * 3 + block + [prose] * 3
         out = clean_text("\n".join(lines), CleanOptions(), FileReport("n")).split("\n")
         assert out == lines, block
+
+
+def test_lines_without_their_full_stop_are_not_joined(base):
+    # web fiction's layout: a sentence a line, one in seven without its full stop; lines of
+    # about one width stopping mid-word come by chance, and verses keep their widths
+    merged = breaks = 0
+    for seed in range(3):
+        n, c, _ = run(base, ("unpunctuated",), seed)
+        assert c["truth_lost"] == 0 and c["noise_left"] == 0, dict(c)
+        merged, breaks = merged + c["merged"], breaks + n.truth.count("\n")
+    assert breaks > 10000
+    assert merged <= 0.003 * breaks, (merged, breaks)
 
 
 def test_two_blocks_of_their_own_widths_side_by_side():

@@ -493,13 +493,14 @@ def _paragraph_widths(t: LineTable, lines: np.ndarray, one: tuple, two: tuple) -
 
 def local_wraps(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tuple[int, int, Wrap]]:
     """A paragraph or two wrapped where nothing around them is (too few lines for any
-    statistics): MIN_FULL+ lines of one width, each a few lines from the next, stopping
-    mid-word (some may stop with punctuation hanging past that width), among lines that no
-    wrap accounts for, with nothing between them but paragraphs' last lines (narrower,
-    ending a sentence) and a last line after them. Whole paragraphs hardly ever stop
-    mid-word, let alone at one width with only narrower lines around; verses stop at
-    punctuation, a headline is followed by a wider paragraph. Returns [a, b) from the
-    paragraph's first line to the line after the last full one, and the wrap."""
+    statistics): MIN_FULL+ lines of one width, each a few lines from the next, at least one
+    stopping mid-word (the others may stop at a comma hanging past that width), among lines
+    that no wrap accounts for, with nothing between them but paragraphs' last lines
+    (narrower, ending a sentence) and a last line after them that ends one. Whole paragraphs
+    seldom stop mid-word, let alone at one width with only narrower lines around; a headline
+    is followed by a wider paragraph, a list item or a line of free verse has no pause
+    inside, verses that lost their full stops have their pauses at the same places.
+    Returns [a, b) from the paragraph's first line to its last line, and the wrap."""
     nb = np.flatnonzero(~t.blank)
     reg = region[nb]
     free = reg < 0
@@ -514,7 +515,8 @@ def local_wraps(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tup
     taken = np.zeros(len(nb), dtype=bool)
     for m in (1, 0):                       # indentation counted apart, then counted in the width
         w = t.widths[nb, m]
-        cand = np.flatnonzero(free & ~taken & (word | t.hang[nb]) & (t.widths[nb, 3] >= LOCAL_MIN_CHARS)
+        comma = t.hang[nb] & t.mid_end[nb]   # (a hanging full stop is as likely a sentence of that length)
+        cand = np.flatnonzero(free & ~taken & (word | comma) & (t.widths[nb, 3] >= LOCAL_MIN_CHARS)
                               & (t.widths[nb, 0] <= MAX_WRAP_COLS))
         cand = cand[_paired(cand, w[cand], word[cand])]
         wl = w.tolist()
@@ -554,7 +556,9 @@ def _one_width(cluster: list[int], w: list, word: list, hang: list, hang2: list)
     (Python lists, not arrays: a cluster is a few lines, asked about many times.)"""
     at = [w[c] for c in cluster if word[c]] or [w[c] for c in cluster]
     width = max(at)
-    if width - min(at) > 2:
+    # a character short of the width (a wrapping tool's slip) only inside one paragraph: across
+    # paragraphs, sentences a character apart in length come too easily
+    if width - min(at) > (2 if cluster[-1] - cluster[0] == len(cluster) - 1 else 1):
         return False
     members = set(cluster)
     for i in range(cluster[0], cluster[-1] + 1):
@@ -566,12 +570,26 @@ def _one_width(cluster: list[int], w: list, word: list, hang: list, hang2: list)
     return True
 
 
+_PAUSES = "，、；：。！？"
+_CLOSING = "".join(HANGING)
+
+
+def _verse(t: LineTable, lines: np.ndarray) -> bool:
+    """Lines of one width with their pauses at the same places are verses (their full stops
+    lost), not a wrap: a wrap cuts prose anywhere."""
+    marks = {tuple(i for i, ch in enumerate(t.lines[k].strip(SPACE).rstrip(_CLOSING)) if ch in _PAUSES)
+             for k in lines}
+    return len(lines) > 1 and len(marks) == 1 and marks != {()}
+
+
 def _local_wrap(t: LineTable, nb: np.ndarray, cluster: list[int], w: np.ndarray, word: np.ndarray,
                 free: np.ndarray, closes: np.ndarray, m: int):
     """(first line, last line, Wrap) of the paragraphs around a cluster of full lines (in
     positions of `nb`), or None. The paragraph's last line ends a sentence or a clause (a
     verse may end with none)."""
     while len(cluster) >= MIN_FULL and word[cluster].any() and (t.pauses[nb[cluster]] > 0).any():
+        if _verse(t, nb[cluster]):
+            return None
         wrap = Wrap(m, int(w[[c for c in cluster if word[c]]].max()))
         after = cluster[-1] + 1
         if (after < len(nb) and free[after] and closes[after]
@@ -641,9 +659,12 @@ def _starts_by_words(t: LineTable, wrap: Wrap, r: int, region: np.ndarray, qq: n
     w = t.widths[lines, wrap.measure]
     near = lines[~full][(w[~full] >= wrap.width - 3 * wrap.tol) & (w[~full] < wrap.width - wrap.tol)]
     ends_near = np.count_nonzero(t.sentence_end[near])
+    wraps_after_end = np.count_nonzero(full) * t.share(END)
     if len(lines) < MIN_REGION:   # too few to count: the paragraphs' last lines spread evenly below the width
         ends_near = np.count_nonzero(~full) * 2 * wrap.tol / wrap.width
-    prior = np.log(max(ends_near, 0.5) / max(np.count_nonzero(full) * t.share(END), 0.5))
+        prior = np.log((ends_near + 0.05) / (wraps_after_end + 0.05))
+    else:
+        prior = np.log(max(ends_near, 0.5) / max(wraps_after_end, 0.5))
     chars, lr = odds
     k = np.minimum(np.searchsorted(chars, t.first_cp[qq]), len(chars) - 1)
     return prior + np.where(chars[k] == t.first_cp[qq], lr[k], 0.0) > 0

@@ -16,8 +16,8 @@ from collections import Counter
 
 import numpy as np
 
-from .base import (_S, CJK, HEADING_RE, INNER_SPACE_RE, SENTENCE_END, SPACE, Doc, Rule, cut_pattern, cut_spans,
-                   drop_lines, is_heading, register, replace_pattern)
+from .base import (_S, CJK, HEADING_RE, HEADING_START, INNER_SPACE_RE, SENTENCE_END, SPACE, Doc, Rule, cut_pattern,
+                   cut_spans, drop_lines, headings, is_heading, register, replace_pattern)
 
 # ----------------------------------------------------------------------------
 # What prose looks like
@@ -46,7 +46,7 @@ def reads_as_prose(s: str) -> bool:
 # repeated: boilerplate learned from repetition
 
 
-HEADING_START_RE = re.compile("[第楔序引尾后番附正]")
+HEADING_START_RE = re.compile(f"[{HEADING_START}]")
 DIGITS_RE = re.compile(r"[0-9０-９]+")
 MAX_TEMPLATE = 100
 
@@ -545,6 +545,14 @@ class Notices(Rule):
 # navigation blocks
 
 
+def _lines_matching(pattern: re.Pattern, text: str) -> list[int]:
+    """The numbers of the lines of `text` where `pattern` matches, in order (one pass over
+    the text instead of one search per line)."""
+    ends = np.flatnonzero(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32) == 10)
+    starts = [m.start() for m in pattern.finditer(text)]
+    return sorted(set(np.searchsorted(ends, starts).tolist()))
+
+
 NAV_WORDS_RE = re.compile(
     r"返回(?:首页|目录|书页|列表|顶部|书架)?|首页|书库|书架|上一(?:页|章|篇)|下一(?:页|章|篇)|上页|下页|目录|章节(?:目录|列表)"
     r"|加入书签|书签|推荐本书|投票推荐|投推荐票|打开书架|收藏本站|我的书架|排行榜|全本|TOP|Top|top|Home|home|Next|Prev|next|prev"
@@ -564,8 +572,8 @@ class Navigation(Rule):
         lines = text.split("\n")
         drop = {}
         inside = InParagraph(text, lines, doc)
-        for i, line in enumerate(lines):
-            s = line.strip(SPACE)
+        for i in _lines_matching(NAV_WORDS_RE, text):   # (prose says 进入 and 点击 too: a few lines each)
+            s = lines[i].strip(SPACE)
             if not s or len(s) > 100 or s[-1] in "。！？”」":
                 continue
             words = NAV_WORDS_RE.findall(s)
@@ -584,6 +592,7 @@ class Navigation(Rule):
 
 
 SEPARATOR_RE = re.compile(rf"{_S}*[-=*_—~#＝－＊─━·.…]{{6,}}{_S}*")
+SEPARATOR_LINE_RE = re.compile(rf"(?m)^{SEPARATOR_RE.pattern}$")
 
 
 @register
@@ -594,7 +603,7 @@ class Separators(Rule):
 
     def apply(self, text: str, doc: Doc) -> str:
         lines = text.split("\n")
-        drop = {i: self.name for i, line in enumerate(lines) if len(line) >= 6 and SEPARATOR_RE.fullmatch(line)}
+        drop = {i: self.name for i in _lines_matching(SEPARATOR_LINE_RE, text)}
         return "\n".join(drop_lines(lines, drop, doc))
 
 
@@ -616,7 +625,7 @@ class Toc(Rule):
         if "正文" in text:
             text = cut_pattern(TEXT_PREFIX_RE, text, self.name, doc)
         lines = text.split("\n")
-        heading = [is_heading(line) for line in lines]
+        heading = headings(lines)
         drop = {}
         i = 0
         while i < len(lines):

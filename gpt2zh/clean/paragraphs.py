@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import CJK_RE, INNER_SPACE_RE, PUNCTUATION, SENTENCE_END, SPACE, Doc, Rule, is_heading, register
+from .base import (CJK_RE, HEADING_START, INNER_SPACE_RE, PUNCTUATION, SENTENCE_END, SPACE, Doc, Rule, is_heading,
+                   register)
 
 HANGING = set("，。、；：？！”’」』）》,.;:?!)…—")   # may hang past the wrap width
 OPENING_QUOTE = "“「『\"‘"
@@ -44,7 +45,6 @@ def display_width(s: str) -> int:
     return len(s.encode("gb18030", errors="replace"))
 
 
-_HEADING_START = "正第楔序引尾后番附"
 # a few bits of facts per code point, for the last (or first) character of every line at once
 HANG, PUNCT, END, MID, SOFT, OPEN, BLANK, HEAD, COLON, OPENER, CLAUSE, PAUSE = (1 << k for k in range(12))
 _LUT: np.ndarray | None = None
@@ -55,7 +55,7 @@ def _char_flags() -> np.ndarray:
     if _LUT is None:
         lut = np.zeros(0x110000, dtype=np.uint16)
         for chars, bit in ((HANGING, HANG), (PUNCTUATION, PUNCT), (SENTENCE_END, END), (OPENING_QUOTE, OPEN),
-                           (SPACE + "\n", BLANK), (_HEADING_START, HEAD)):
+                           (SPACE + "\n", BLANK), (HEADING_START, HEAD)):
             for c in chars:
                 lut[ord(c)] |= bit
         for a, b in ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3134F)):
@@ -792,7 +792,7 @@ def note_unfinished(text: str, doc: Doc) -> None:
     cent (titles, lists, verse)."""
     lines = text.split("\n")
     long = [i for i, line in enumerate(lines) if len(line) >= 15
-            and not (len(line) <= 60 and line.lstrip(SPACE)[:1] in _HEADING_START and is_heading(line))]
+            and not (len(line) <= 60 and line.lstrip(SPACE)[:1] in HEADING_START and is_heading(line))]
     cases = [(lines[i], lines[i + 1] if i + 1 < len(lines) else "") for i in long if _stops_mid_sentence(lines[i][-1])]
     doc.report.note_unfinished(len(long), cases)
 

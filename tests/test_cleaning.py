@@ -157,6 +157,8 @@ def test_a_letter_set_apart_in_the_real_novels_is_rejoined(corpora):
         report, docs = clean_file(corpora / name, CleanOptions())
         text = "\n".join(d.text for d in docs)
         assert "忠臣虑难以立权。是以有非常之人，然后有非常之事" in text, name
+        # the 临江仙 before chapter 1, wrapped at 23 characters (one line a character short)
+        assert "白发渔樵江渚上，惯看秋月春风。一壶浊酒喜相逢。古今多少事，都付笑谈中。" in text, name
         u = report.unfinished
         assert u["seen"] <= 0.01 * u["paragraphs"], (name, u["seen"], u["paragraphs"])
     # 水浒传's 水调歌头, wrapped at 32 characters among whole paragraphs: two stanzas again

@@ -332,7 +332,7 @@ def wrap_plan(t: LineTable) -> tuple[list[Wrap], np.ndarray]:
         if wrap is not None:
             wraps.append(read_style(wrap, t, a, b))
             region[a:b] = len(wraps) - 1
-    found, before = len(wraps), region.copy()
+    n_regions, before = len(wraps), region.copy()
     blocks = trim_blocks(t, set_blocks(t, wraps, region))
     for (a, b, r), wrap in zip(blocks, detect_wraps(t, [(a, b) for a, b, _ in blocks], strict=True)):
         if wrap is not None and (r < 0 or (wrap.measure, wrap.width) != (wraps[r].measure, wraps[r].width)):
@@ -343,7 +343,7 @@ def wrap_plan(t: LineTable) -> tuple[list[Wrap], np.ndarray]:
         wraps.append(read_style(wrap, t, a, b))
         region[a:b] = len(wraps) - 1
     lost = np.unique(before[(region != before) & (before >= 0)])
-    for r in lost[lost < found]:          # a region's style read again without the blocks read apart
+    for r in lost[lost < n_regions]:      # a region's style read again without the blocks read apart
         read_style_of(wraps[r], t, np.flatnonzero((region == r) & ~t.blank))
     t.plan = (wraps, region)
     return t.plan

@@ -306,6 +306,7 @@ def test_writing_page_in_a_browser(server, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -328,7 +329,7 @@ def test_writing_page_in_a_browser(server, tmp_path):
         assert drv.find_element(By.ID, "temperature").get_attribute("value") == "0.9"
         length = drv.find_element(By.ID, "length")
         length.clear()
-        length.send_keys("5000")
+        length.send_keys("20000")   # long enough that the stop below always comes before the end
         opening = "第一回　灵根育孕源流出　心性修持大道生\n诗曰：混沌未分天地乱，茫茫渺渺无人见。"
         drv.find_element(By.ID, "opening").send_keys(opening)
         drv.find_element(By.ID, "memory").send_keys("孙悟空　花果山")
@@ -336,7 +337,10 @@ def test_writing_page_in_a_browser(server, tmp_path):
         drv.find_element(By.ID, "write").click()
         wait.until(lambda d: len(chapter.text.replace("\n", "")) >= len(opening) + 200)
         drv.find_element(By.ID, "stop").click()
-        wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("stopped"))
+        try:
+            wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("stopped"))
+        except TimeoutException:
+            pytest.fail(f"after Stop the status reads {drv.find_element(By.ID, 'status').text!r}")
         stored = drv.execute_script("return JSON.parse(localStorage.getItem('gpt2zh-studio')).chapter")
         assert stored.startswith(opening) and len(stored) >= len(opening) + 200
         # the text reads as paragraphs indented 2em in a CJK serif

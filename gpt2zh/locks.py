@@ -43,15 +43,13 @@ class DirLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
+                fd = None
+            if fd is None:
                 owner = self._owner()
                 if owner is None:          # half-written by an owner that just started, or garbage
                     time.sleep(0.05)
                     owner = self._owner()
-                if owner is not None and (owner.get("host") != me["host"] or _alive(int(owner.get("pid", -1)))):
-                    raise LockError(
-                        f"{self.what} is in use by PID {owner.get('pid')} on {owner.get('host')} "
-                        f"(since {owner.get('since')}); wait for it to finish, or delete {self.path} if that "
-                        "process is gone") from None
+                self._refuse_if_live(owner)
                 # the owner died here: take the lock over; a rename lets one taker win a race
                 try:
                     os.replace(self.path, self.path.with_name(f"{self.path.name}.stale-{os.getpid()}"))
@@ -67,7 +65,11 @@ class DirLock:
 
     def check(self) -> None:
         """Raise LockError if a live process holds the lock (without taking it)."""
-        owner = self._owner()
+        self._refuse_if_live(self._owner())
+
+    def _refuse_if_live(self, owner: dict | None) -> None:
+        """LockError naming the owner, unless there is none or it died on this host (a process
+        on another host cannot be checked: it counts as alive)."""
         if owner is not None and (owner.get("host") != socket.gethostname() or _alive(int(owner.get("pid", -1)))):
             raise LockError(f"{self.what} is in use by PID {owner.get('pid')} on {owner.get('host')} "
                             f"(since {owner.get('since')}); wait for it to finish, or delete {self.path} if that "

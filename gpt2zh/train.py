@@ -433,15 +433,21 @@ def load_splits(data_dir: Path, manifest: dict, accelerator) -> tuple[np.ndarray
     if accelerator.num_processes == 1 or local_world == 1:
         return (load_tokens(data_dir, "train", manifest=manifest),
                 load_tokens(data_dir, "val", manifest=manifest))
+    name = f"gpt2zh-{_token_from_rank0(accelerator)[:16]}"
+    first = accelerator.local_process_index == 0
+    return tuple(shared_tokens(data_dir, split, manifest, name, first, accelerator.wait_for_everyone)
+                 for split in ("train", "val"))
+
+
+def _token_from_rank0(accelerator) -> str:
+    """A random hex token drawn by rank 0, the same in every process."""
     import uuid
 
     from accelerate.utils import broadcast_object_list
 
-    name = [f"gpt2zh-{uuid.uuid4().hex[:16]}" if accelerator.is_main_process else None]
-    broadcast_object_list(name, from_process=0)
-    first = accelerator.local_process_index == 0
-    return tuple(shared_tokens(data_dir, split, manifest, name[0], first, accelerator.wait_for_everyone)
-                 for split in ("train", "val"))
+    token = [uuid.uuid4().hex if accelerator.is_main_process else None]
+    broadcast_object_list(token, from_process=0)
+    return token[0]
 
 
 def refuse_unsupported(accelerator) -> None:
@@ -461,22 +467,17 @@ def refuse_unsupported(accelerator) -> None:
 def check_shared_run_dir(accelerator, out: Path) -> None:
     """Every process must see the run directory that rank 0 writes (a shared filesystem when
     there are several machines): rank 0 writes a random token there, everyone reads it back."""
-    import uuid
-
-    from accelerate.utils import broadcast_object_list
-
-    token = [uuid.uuid4().hex if accelerator.is_main_process else None]
+    token = _token_from_rank0(accelerator)
     marker = out / ".rank0-token"
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        marker.write_text(token[0], encoding="utf-8")
-    broadcast_object_list(token, from_process=0)
+        marker.write_text(token, encoding="utf-8")
     accelerator.wait_for_everyone()
     try:
         seen = marker.read_text(encoding="utf-8").strip()
     except OSError:
         seen = None
-    ok = torch.tensor([float(seen == token[0])], device=accelerator.device)
+    ok = torch.tensor([float(seen == token)], device=accelerator.device)
     bad = accelerator.num_processes - int(accelerator.reduce(ok, "sum").item())
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -485,7 +486,7 @@ def check_shared_run_dir(accelerator, out: Path) -> None:
         raise TrainingError(
             f"{bad} process(es) cannot see {out} as rank 0 wrote it: with several machines, --out must be on a "
             f"filesystem they all share (NFS, Lustre, ...) at the same path" +
-            (f" (this process, on {socket.gethostname()}, does not)" if seen != token[0] else ""))
+            (f" (this process, on {socket.gethostname()}, does not)" if seen != token else ""))
 
 
 def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: bool, mixed: str) -> dict:

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import (CJK_RE, HEADING_START, INNER_SPACE_RE, PUNCTUATION, SENTENCE_END, SPACE, Doc, Rule, is_heading,
-                   register)
+from .base import (CJK_RE, HEADING_START, INNER_SPACE_RE, PUNCTUATION, SENTENCE_END, SPACE, Doc, Rule, headings,
+                   is_heading, register)
 
 HANGING = set("，。、；：？！”’」』）》,.;:?!)…—")   # may hang past the wrap width
 OPENING_QUOTE = "“「『\"‘"
+PAUSES = "，、；：。！？"   # where a sentence or a clause pauses
 REGION_LINES = 400      # body lines per detection block
 MIN_REGION = 30         # a smaller block borrows the decision of the file
 MIN_BLOCK = 8           # lines of a block set apart that may be wrapped at its own width
@@ -72,7 +73,7 @@ def _char_flags() -> np.ndarray:
             lut[ord(c)] |= OPENER
         for c in "：；:;":
             lut[ord(c)] |= CLAUSE
-        for c in "，、；：。！？,;:!?":
+        for c in PAUSES + ",;:!?":
             lut[ord(c)] |= PAUSE
         lut[0xFF10:0xFF1A] |= MID | SOFT   # full-width digits and letters
         lut[0xFF21:0xFF3B] |= MID | SOFT
@@ -167,6 +168,20 @@ def line_table(text: str, doc: Doc) -> LineTable:
     return table
 
 
+def reaches(w, width: int, tol: int, hang, hang2, mid_word):
+    """Does a line of width `w` reach `width` (and so go on in the next line)? Arrays or
+    single values alike (a local cluster asks of a few lines at a time, many times)."""
+    at = (w >= width - tol) & (w <= width)
+    # past the width by one character: hanging punctuation, or a character the wrapping
+    # tool counted narrower (a substituted rare character) with the line stopping mid-word;
+    # by two, two closing marks ("。”")
+    hanging = ((w > width) & (w <= width + tol) & (hang | mid_word)) | ((w > width) & (w <= width + 2 * tol) & hang2)
+    # nearly full and stopped mid-word: a first line that lost its indentation, or a
+    # word pushed down by the wrapping tool
+    near = (w >= 0.8 * width) & (w < width) & mid_word
+    return at | hanging | near
+
+
 @dataclass
 class Wrap:
     measure: int       # index into MEASURES
@@ -182,16 +197,8 @@ class Wrap:
 
     def full(self, t: LineTable, idx: np.ndarray) -> np.ndarray:
         """Which of the lines `idx` reach the width (and so go on in the next line)."""
-        w = t.widths[idx, self.measure]
-        at = (w >= self.width - self.tol) & (w <= self.width)
-        # past the width by one character: hanging punctuation, or a character the wrapping
-        # tool counted narrower (a substituted rare character) with the line stopping mid-word
-        hanging = (((w > self.width) & (w <= self.width + self.tol) & (t.hang[idx] | t.mid_word[idx]))
-                   | ((w > self.width) & (w <= self.width + 2 * self.tol) & t.hang2[idx]))
-        # nearly full and stopped mid-word: a first line that lost its indentation, or a
-        # word pushed down by the wrapping tool
-        near = (w >= 0.8 * self.width) & (w < self.width) & t.mid_word[idx]
-        return at | hanging | near
+        return reaches(t.widths[idx, self.measure], self.width, self.tol, t.hang[idx], t.hang2[idx],
+                       t.mid_word[idx])
 
     def describe(self) -> str:
         unit = "columns" if MEASURES[self.measure].startswith("cols") else "characters"
@@ -561,23 +568,19 @@ def _one_width(cluster: list[int], w: list, word: list, hang: list, hang2: list)
     if width - min(at) > (2 if cluster[-1] - cluster[0] == len(cluster) - 1 else 1):
         return False
     members = set(cluster)
-    for i in range(cluster[0], cluster[-1] + 1):
-        x = w[i]   # full as Wrap.full has it, for a width in columns (tol 2)
-        full = (width - 2 <= x <= width or (width < x <= width + 2 and (hang[i] or word[i]))
-                or (width < x <= width + 4 and hang2[i]) or (0.8 * width <= x < width and word[i]))
-        if not full and (i in members or x > width):
+    for i in range(cluster[0], cluster[-1] + 1):   # (widths in columns: tol 2)
+        if not reaches(w[i], width, 2, hang[i], hang2[i], word[i]) and (i in members or w[i] > width):
             return False
     return True
 
 
-_PAUSES = "，、；：。！？"
 _CLOSING = "".join(HANGING)
 
 
 def _verse(t: LineTable, lines: np.ndarray) -> bool:
     """Lines of one width with their pauses at the same places are verses (their full stops
     lost), not a wrap: a wrap cuts prose anywhere."""
-    marks = {tuple(i for i, ch in enumerate(t.lines[k].strip(SPACE).rstrip(_CLOSING)) if ch in _PAUSES)
+    marks = {tuple(i for i, ch in enumerate(t.lines[k].strip(SPACE).rstrip(_CLOSING)) if ch in PAUSES)
              for k in lines}
     return len(lines) > 1 and len(marks) == 1 and marks != {()}
 
@@ -791,8 +794,7 @@ def note_unfinished(text: str, doc: Doc) -> None:
     mid-sentence: a damaged copy shows many (its text was cut), a clean edition a few per
     cent (titles, lists, verse)."""
     lines = text.split("\n")
-    long = [i for i, line in enumerate(lines) if len(line) >= 15
-            and not (len(line) <= 60 and line.lstrip(SPACE)[:1] in HEADING_START and is_heading(line))]
+    long = [i for i, (line, heading) in enumerate(zip(lines, headings(lines))) if len(line) >= 15 and not heading]
     cases = [(lines[i], lines[i + 1] if i + 1 < len(lines) else "") for i in long if _stops_mid_sentence(lines[i][-1])]
     doc.report.note_unfinished(len(long), cases)
 

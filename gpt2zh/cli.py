@@ -265,35 +265,21 @@ def run_eval(args) -> int:
 
 
 def add_sampling_flags(p) -> None:
-    """The sampling and repetition controls `generate` and `serve` share (their defaults are
-    SamplingConfig's and RepetitionConfig's)."""
-    from .repetition import RepetitionConfig
+    """The sampling and repetition controls `generate` and `serve` share: one flag per knob of
+    SamplingConfig and RepetitionConfig, with its default and help from the declaration."""
     from .sampling import SamplingConfig
 
-    s, r = SamplingConfig(), RepetitionConfig()
-    p.add_argument("--temperature", type=float, default=s.temperature, help="sampling temperature")
-    p.add_argument("--top-k", type=int, default=s.top_k, help="keep the k most likely tokens (0 = off)")
-    p.add_argument("--top-p", type=float, default=s.top_p, help="nucleus: keep tokens up to this probability mass")
-    p.add_argument("--repetition-penalty", type=float, default=s.repetition_penalty,
-                   help="sign-aware penalty on tokens of the last --penalty-window tokens (1.0 = off)")
-    p.add_argument("--penalty-window", type=int, default=s.penalty_window, help="tokens the repetition penalty sees")
-    p.add_argument("--repetition", choices=["off", "penalize", "rollback"], default=r.mode,
-                   help="countermeasure when the repetition detector fires")
-    p.add_argument("--dry-multiplier", type=float, default=r.dry_multiplier, help="DRY sequence penalty strength (0 = off)")
-    p.add_argument("--dry-base", type=float, default=r.dry_base, help="DRY penalty growth per repeated token")
-    p.add_argument("--dry-allowed", type=int, default=r.dry_allowed, help="repeats shorter than this are not penalized")
-    p.add_argument("--max-copy", type=int, default=r.max_copy, help="a repeated run this long (tokens) fires the detector")
+    for k in SamplingConfig.knobs():
+        p.add_argument(k.flag, dest=k.name, type=k.kind, default=k.default, choices=k.choices or None, help=k.help)
 
 
 def sampling_from_args(args, **extra):
-    from .repetition import RepetitionConfig
-    from .sampling import SamplingConfig
+    from .sampling import SamplingConfig, SettingError
 
-    rep = RepetitionConfig(mode=args.repetition, dry_multiplier=args.dry_multiplier, dry_base=args.dry_base,
-                           dry_allowed=args.dry_allowed, max_copy=args.max_copy)
-    return SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          repetition_penalty=args.repetition_penalty, penalty_window=args.penalty_window,
-                          repetition=rep, **extra)
+    try:
+        return SamplingConfig().with_knobs({k.name: getattr(args, k.name) for k in SamplingConfig.knobs()}, **extra)
+    except SettingError as e:  # said with the flag the user typed
+        raise UserError(str(e).replace(f"'{e.name}'", "--" + e.name.replace("_", "-"))) from None
 
 
 def add_generate(sub) -> None:
@@ -379,8 +365,12 @@ def add_serve(sub) -> None:
                    help="requests waiting for a slot before new ones are refused (429)")
     p.add_argument("--max-tokens", type=int, default=d.max_tokens,
                    help="a request's max_tokens above this is capped to it, with a notice")
+    p.add_argument("--max-length", type=int, default=d.max_length,
+                   help="a request's length (characters per choice) above this is capped to it, with a notice")
     p.add_argument("--hold", type=int, default=d.hold,
                    help="tokens held back from a stream so that a rollback never unsays streamed text")
+    p.add_argument("--stall-after", type=float, default=d.stall_after,
+                   help="/health answers 503 when the engine has not turned for this many seconds")
     p.add_argument("--device", help="cpu or cuda (none: cuda when there is one)")
     add_sampling_flags(p)
     p.set_defaults(func=run_serve)
@@ -389,10 +379,10 @@ def add_serve(sub) -> None:
 def run_serve(args) -> int:
     from .serve import ServeConfig, serve
 
-    serve(ServeConfig(model=args.model, host=args.host, port=args.port, max_batch=args.max_batch,
-                      max_queue=args.max_queue, max_tokens=args.max_tokens, hold=args.hold, device=args.device,
-                      sampling=sampling_from_args(args)))
-    return 0
+    return serve(ServeConfig(model=args.model, host=args.host, port=args.port, max_batch=args.max_batch,
+                             max_queue=args.max_queue, max_tokens=args.max_tokens, max_length=args.max_length,
+                             hold=args.hold, stall_after=args.stall_after, device=args.device,
+                             sampling=sampling_from_args(args)))
 
 
 # ----------------------------------------------------------------------------

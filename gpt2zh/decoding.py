@@ -49,6 +49,14 @@ class TokenTable:
     eos_id: int | None
 
     def encode(self, text: str) -> list[int]:
+        """Ids of `text`; GenerationError (never the tokenizer's TypeError) for what is not text."""
+        if not isinstance(text, str):
+            raise GenerationError(f"expected text, got {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate: the tokenizer would raise a TypeError
+            raise GenerationError(f"the text is not valid: a lone surrogate (U+{ord(text[e.start]):04X}) at "
+                                  f"character {e.start}") from None
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         return self.tok.encode(text, add_special_tokens=False).ids
 

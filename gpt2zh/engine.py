@@ -16,8 +16,10 @@ per token stays flat however long the text.
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -30,6 +32,10 @@ from .repetition import SENTENCE_END, RepetitionEvents, SuffixAutomaton, ngram_r
 
 HOLD = 160          # tokens held back from a stream by default: a rollback never unsays streamed text
 NOTE_DEPTH = 48     # an author's note goes this many tokens before the end of the window
+
+
+class EngineFailed(RuntimeError):
+    """The engine itself (not one request) failed: nothing more can be written."""
 
 
 @dataclass
@@ -110,6 +116,8 @@ class Engine:
         self.lock = threading.Condition()
         self.step_times: list[float] = []   # one stamp per decoding step, for benchmarks
         self.finished: collections.Counter = collections.Counter()   # requests ended, by reason
+        self.failure: str | None = None      # why the engine stopped for good (serve_forever)
+        self.heartbeat = time.monotonic()    # the engine loop's last turn: a stall shows as an old stamp
         self.reserve(slots)
 
     # -- slots
@@ -138,6 +146,8 @@ class Engine:
     def submit(self, req: Request) -> None:
         """Queue a request; it takes a slot at the next step. Thread-safe."""
         with self.lock:
+            if self.failure is not None:
+                raise EngineFailed(self.failure)
             self.waiting.append(req)
             self.lock.notify()
 
@@ -203,12 +213,11 @@ class Engine:
                     continue
                 try:
                     s = self._open(req)
-                except GenerationError as e:
-                    req.result = {"sample": req.tag, "error": str(e)}
-                    self._done(req)
-                    continue
-                self.slots[b] = s
-                self._refill(b, s)
+                    self.slots[b] = s
+                    self._refill(b, s)
+                except Exception as e:  # noqa: BLE001  (that request's failure, not the engine's)
+                    self.slots[b] = None
+                    self._fail(req, e)
 
     # -- detection and countermeasures
 
@@ -307,11 +316,15 @@ class Engine:
         for b, s in enumerate(self.slots):
             if s is None:
                 continue
-            if s.req.cancelled:
-                self._finish(b, "cancelled")
+            try:
+                if s.req.cancelled:
+                    self._finish(b, "cancelled")
+                    continue
+                if s.needs_refill or len(s.ctx) > self.n_ctx:
+                    self._refill(b, s)
+            except Exception as e:  # noqa: BLE001
+                self._drop(b, s, e)
                 continue
-            if s.needs_refill or len(s.ctx) > self.n_ctx:
-                self._refill(b, s)
             active.append(b)
         if not active:
             return False
@@ -324,14 +337,17 @@ class Engine:
         self.step_times.append(now)
         for b in active:
             s = self.slots[b]
-            self._after_token(s, self._sample(s, logits[b]))
-            if s.first_token_s is None:
-                s.first_token_s = now - s.started
-            self._check_end(s)
-            if s.finish is not None:
-                self._finish(b, s.finish)
-            else:
-                self._stream(s)
+            try:
+                self._after_token(s, self._sample(s, logits[b]))
+                if s.first_token_s is None:
+                    s.first_token_s = now - s.started
+                self._check_end(s)
+                if s.finish is not None:
+                    self._finish(b, s.finish)
+                else:
+                    self._stream(s)
+            except Exception as e:  # noqa: BLE001  (one slot's failure ends its request; the others go on)
+                self._drop(b, s, e)
         return True
 
     def _check_end(self, s: Slot) -> None:
@@ -391,11 +407,34 @@ class Engine:
         }
         self._done(req)
 
+    def _drop(self, b: int, s: Slot, err: BaseException) -> None:
+        if self.slots[b] is s:
+            self.slots[b] = None
+        self._fail(s.req, err)
+
+    def _fail(self, req: Request, err: BaseException) -> None:
+        """End one request with an error: 400 for what its input caused (GenerationError), 503
+        when the engine failed, 500 (and a traceback in the log) for anything else."""
+        if req.done.is_set():
+            return
+        status = 400 if isinstance(err, GenerationError) else 503 if isinstance(err, EngineFailed) else 500
+        if status == 500:
+            print(f"gpt2zh: a request failed ({type(err).__name__}: {err}); the others go on", file=sys.stderr)
+            traceback.print_exception(err, file=sys.stderr)
+        self.finished["error"] += 1
+        message = str(err) if status != 500 else f"internal error while writing: {type(err).__name__}: {err}"
+        req.result = {"sample": req.tag, "status": "error", "finish_reason": "error", "error": message,
+                      "error_status": status, "text": "", "tokens": 0, "prompt_tokens": 0}
+        self._done(req)
+
     @staticmethod
     def _done(req: Request) -> None:
         req.done.set()
         if req.on_done is not None:
-            req.on_done()
+            try:
+                req.on_done()
+            except Exception as e:  # noqa: BLE001  (a caller that went away: nothing to tell)
+                print(f"gpt2zh: a request's completion callback failed: {e}", file=sys.stderr)
 
     def run(self, requests: list[Request], on_step: Callable[[], None] | None = None) -> list[dict]:
         """Write every request here and now (for `generate`); results in order."""
@@ -407,14 +446,35 @@ class Engine:
                 on_step()
         return [r.result for r in requests]
 
-    def serve_forever(self, stop: threading.Event) -> None:
-        """The server's engine thread: step while there is work, sleep while there is none."""
-        while not stop.is_set():
-            with self.lock:
-                while not stop.is_set() and not self.waiting and all(s is None for s in self.slots):
-                    self.lock.wait(0.5)
-            if not stop.is_set():
-                self.step()
+    def serve_forever(self, stop: threading.Event, on_failure: Callable[[str], None] | None = None) -> None:
+        """The server's engine thread: step while there is work, sleep while there is none. A
+        request's own failure ends that request (see `step`); if the engine itself fails, every
+        request fails at once, new ones are refused, and `on_failure` is told why."""
+        try:
+            while not stop.is_set():
+                self.heartbeat = time.monotonic()
+                with self.lock:
+                    while not stop.is_set() and not self.waiting and all(s is None for s in self.slots):
+                        self.lock.wait(0.5)
+                        self.heartbeat = time.monotonic()
+                if not stop.is_set():
+                    self.step()
+        except BaseException as e:  # noqa: BLE001  (reported, and every request told)
+            print("gpt2zh: the decoding engine failed:", file=sys.stderr)
+            traceback.print_exception(e, file=sys.stderr)
+            self.fail_all(f"{type(e).__name__}: {e}")
+            if on_failure is not None:
+                on_failure(self.failure)
+
+    def fail_all(self, reason: str) -> None:
+        """The engine is gone: fail every waiting and running request, refuse new ones."""
+        with self.lock:
+            self.failure = reason
+            reqs = list(self.waiting) + [s.req for s in self.slots if s is not None]
+            self.waiting.clear()
+            self.slots = [None] * len(self.slots)
+        for req in reqs:
+            self._fail(req, EngineFailed(f"the decoding engine failed ({reason})"))
 
     def progress_chars(self) -> int:
         return sum(min(s.chars, s.req.cfg.length) for s in self.slots if s is not None)
@@ -454,7 +514,7 @@ class LongFormGenerator(Engine):
         bar.close()
         for r in results:
             if "error" in r:
-                raise GenerationError(r["error"])
+                raise (GenerationError if r["error_status"] == 400 else RuntimeError)(r["error"])
         total = time.perf_counter() - t0
         for r in results:  # throughput of the whole batch, as before
             r["tokens_per_s"] = round(sum(x["tokens"] for x in results) / max(total, 1e-9), 1)

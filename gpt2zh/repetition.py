@@ -12,6 +12,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .options import check_knobs, knob
+
+
+DRY_CAP = 1e4      # the largest DRY penalty (a logit lowered by this is never sampled)
+
 
 class SuffixAutomaton:
     """Online suffix automaton over a sequence of hashable symbols (token ids or characters)."""
@@ -70,7 +75,8 @@ class SuffixAutomaton:
             m = min(self.length[v], max_len)
             for t in self.next[v]:
                 if t not in out:  # the first state seen on the chain has the longest match
-                    out[t] = multiplier * base ** (m - allowed)
+                    # capped: past this a token is as good as banned, and float32 logits stay finite
+                    out[t] = min(multiplier * base ** (m - allowed), DRY_CAP)
             v = self.link[v]
         return out
 
@@ -104,13 +110,16 @@ SENTENCE_END = set("。！？!?…\n")
 
 @dataclass
 class RepetitionConfig:
-    """What to do about repetition. mode: off | penalize | rollback (rollback also penalizes)."""
+    """What to do about repetition. mode: off | penalize | rollback (rollback also penalizes).
+    The knobs are user settings (flags, API fields); the rest are the detector's internals."""
 
-    mode: str = "rollback"
-    dry_multiplier: float = 0.8
-    dry_base: float = 1.75
-    dry_allowed: int = 4          # repeats shorter than this are free (names, stock phrases)
-    max_copy: int = 20            # a repeated suffix this long (tokens) fires the detector
+    mode: str = knob("rollback", "countermeasure when the repetition detector fires",
+                     choices=("off", "penalize", "rollback"), name="repetition")
+    dry_multiplier: float = knob(0.8, "DRY sequence penalty strength (0 = off)", 0.0, 100.0)
+    dry_base: float = knob(1.75, "DRY penalty growth per repeated token", 1.0, 10.0)
+    # repeats shorter than this are free (names, stock phrases)
+    dry_allowed: int = knob(4, "repeats shorter than this (tokens) are not penalized", 1, 10_000)
+    max_copy: int = knob(20, "a repeated run this long (tokens) fires the detector", 2, 1_000_000)
     min_sentence: int = 8         # a recurring sentence at least this long (characters) fires too
     ngram_window: int = 400       # characters in the sliding window of the n-gram detector
     ngram_threshold: float = 0.25  # 8-gram repetition rate in the window that fires it
@@ -119,10 +128,7 @@ class RepetitionConfig:
     boost_tokens: int = 200       # ... for this many tokens
 
     def __post_init__(self):
-        if self.mode not in ("off", "penalize", "rollback"):
-            raise ValueError(f"repetition mode must be off, penalize or rollback, got {self.mode!r}")
-        if self.max_copy < 2 or self.dry_allowed < 1:
-            raise ValueError("max_copy must be >= 2 and dry_allowed >= 1")
+        check_knobs(self)
 
 
 @dataclass

@@ -224,6 +224,12 @@ def test_bad_requests_get_openai_error_objects(server, model_id):
     err = assert_error(post(server, {"model": "gpt-4", "prompt": "x"}), 404, "model")
     assert err["code"] == "model_not_found"
     assert_error(post(server, {"prompt": "好" * (1 << 20)}), 413, "prompt")
+    # issue 14: a lone surrogate (a legal \\u escape) once killed the engine; a dict as model was a bare 500
+    assert_error(post(server, content=b'{"prompt": "\\ud800\xe8\xaf\x9d\xe8\xaf\xb4", "max_tokens": 3}'), 400, "prompt")
+    assert_error(post(server, {"model": {"a": 1}, "prompt": "x"}), 400, "model")
+    assert_error(post(server, content=b'{"prompt": "x", "memory": "\\udc00"}'), 400, "memory")
+    assert_error(post(server, content=b'{"prompt": "x", "temperature": NaN}'), 400)
+    assert_error(post(server, {"prompt": "x", "seed": 2 ** 64}), 400, "seed")
     err = assert_error(post(server, {"model": model_id, "messages": [{"role": "user", "content": "你好"}]},
                             path="/v1/chat/completions"), 404)
     assert "/v1/completions" in err["message"]

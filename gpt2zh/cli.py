@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from .corpus import RULE_HELP, CleanOptions
 
@@ -261,6 +262,40 @@ def run_eval(args) -> int:
 
 
 # ----------------------------------------------------------------------------
+# calibrate
+
+
+def add_calibrate(sub) -> None:
+    p = sub.add_parser("calibrate", help="store the human bands that generate and serve judge chapters by",
+                       description="From a shard set: a character 5-gram reference model of the training text and "
+                                   "the human distribution (percentiles) of every chapter measure (collapse, "
+                                   "fixation, 4-gram repetition, distinct-2, the reference's perplexity) over the "
+                                   "validation text, stored with a model (calibration.json, reference.npz). "
+                                   "`gpt2zh train` does this itself; this is for models trained before it did, or "
+                                   "on other shards.")
+    p.add_argument("--data", required=True, help="the shard directory the model was trained on")
+    p.add_argument("--model", required=True, help="model directory, or run directory (stored for all its models)")
+    p.set_defaults(func=run_calibrate)
+
+
+def run_calibrate(args) -> int:
+    from .degeneration import calibrate_shards, copy_to
+
+    target = Path(args.model)
+    if not target.is_dir():
+        raise UserError(f"--model {target}: no such directory")
+    cal = calibrate_shards(Path(args.data), target)
+    # a run directory: its models find it there; an exported best/ gets its own copy
+    if (target / "best").is_dir():
+        copy_to(target, target / "best")
+    p = cal.percentiles
+    print(f"calibrated {target} on {cal.source['chars']:,} validation characters: human collapse p99 "
+          f"{p['collapse']['p99']:.3f}, fixation p99 {p['fixation']['p99']:.3f}, reference perplexity p5-p95 "
+          f"{p['guard']['p5']:.0f}-{p['guard']['p95']:.0f}")
+    return 0
+
+
+# ----------------------------------------------------------------------------
 # generate
 
 
@@ -309,6 +344,8 @@ def run_generate(args) -> int:
     cfg = sampling_from_args(args, length=args.length, seed=args.seed, num_samples=args.num_samples,
                              batch_size=args.batch_size)
     gen = LongFormGenerator(args.model, device=args.device)
+    if gen.notice:
+        print(f"gpt2zh generate: notice: {gen.notice}", file=sys.stderr)
     unknown = gen.unknown_count(prompt)
     if unknown:
         print(f"gpt2zh generate: warning: {unknown} character(s) of the prompt are not in the model's vocabulary "
@@ -458,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_import(sub)
     add_train(sub)
     add_eval(sub)
+    add_calibrate(sub)
     add_generate(sub)
     add_serve(sub)
     return parser

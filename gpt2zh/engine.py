@@ -26,9 +26,10 @@ from typing import Callable
 
 import torch
 
-from .decoding import (GenerationError, SamplingConfig, StaticDecoder, apply_repetition_penalty,
-                       load_token_table, resolve_model_dir, sample_token)
-from .repetition import SENTENCE_END, RepetitionEvents, SuffixAutomaton, ngram_repetition, repetition_report
+from . import degeneration
+from .decoding import GenerationError, SamplingConfig, StaticDecoder, load_token_table, resolve_model_dir, sample_token
+from .guard import Guard
+from .repetition import SENTENCE_END, repetition_report
 
 HOLD = 160          # tokens held back from a stream by default: a rollback never unsays streamed text
 NOTE_DEPTH = 48     # an author's note goes this many tokens before the end of the window
@@ -68,19 +69,11 @@ class Slot:
     anchor: list[int]                # what every window starts with
     history: list[int]               # prompt ids after the anchor: the start of the text the window slides over
     note: list[int]
+    guard: Guard                     # what it watches in the text and what it does about it
     ctx: list[int] = field(default_factory=list)     # tokens whose keys/values sit (or will sit) in the cache
     frozen: int = 0                  # ctx[:frozen] is anchor and note: a rollback reaching it needs a refill
     tokens: list[int] = field(default_factory=list)  # generated so far
     chars: int = 0
-    sam: SuffixAutomaton = field(default_factory=SuffixAutomaton)
-    sentences: dict = field(default_factory=dict)    # sentence -> token index where it ended
-    sentence_start: int = 0          # token index where the current sentence began
-    bans: dict = field(default_factory=dict)         # token index -> ids not to sample there
-    boost_until: int = 0             # stronger DRY until this token index (after the detector fired)
-    fail_streak: int = 0             # rollbacks without real progress since the first of them
-    fail_mark: int = 0               # token count the streak must pass to be forgiven
-    events: RepetitionEvents = field(default_factory=RepetitionEvents)
-    rollbacks_at: list = field(default_factory=list)  # character offsets where text was rewritten
     status: str = "ok"
     finish: str | None = None        # why it ended: length, stop, repetition, cancelled
     stop_at: int | None = None       # the character offset where a stop sequence began
@@ -110,6 +103,12 @@ class Engine:
         self.table = load_token_table(self.model_dir, self.model.config.vocab_size)
         self._banned = torch.tensor(self.table.banned, dtype=torch.long)
         self._sentence_end_ids = {i for i, p in enumerate(self.table.pieces) if p and p[-1] in SENTENCE_END}
+        # the human bands and the reference model stored with the model (train writes them)
+        self.calibration, self.reference = degeneration.find(self.model_dir)
+        self.notice = None if self.calibration else (
+            f"{self.model_dir} has no human bands ({degeneration.CALIBRATION_FILE}): collapse is judged by the "
+            f"{degeneration.COLLAPSE_LIMIT:.0%} rule alone and fixation is not watched; add them with "
+            f"`gpt2zh calibrate --data DATA_DIR --model {self.model_dir}`")
         self.dec: StaticDecoder | None = None
         self.slots: list[Slot | None] = []
         self.waiting: collections.deque[Request] = collections.deque()
@@ -175,7 +174,9 @@ class Engine:
             history = prompt[len(anchor):]
         gen = torch.Generator()
         gen.manual_seed(req.seed if req.seed is not None else time.time_ns() % 2**31)
-        return Slot(req, gen, prompt, anchor, history, note, sam=SuffixAutomaton(prompt))
+        guard = Guard(req.cfg, self.table, prompt, self._sentence_end_ids, self.calibration,
+                      self.model.config.vocab_size)
+        return Slot(req, gen, prompt, anchor, history, note, guard=guard)
 
     def _window(self, s: Slot) -> list[int]:
         """Anchor + the most recent tokens (prompt and generated), about 3/4 of n_ctx in all,
@@ -219,92 +220,35 @@ class Engine:
                     self.slots[b] = None
                     self._fail(req, e)
 
-    # -- detection and countermeasures
+    # -- detection and countermeasures (the slot's guard decides; the engine cuts)
 
-    def _rollback(self, s: Slot, n: int, reason: str) -> None:
-        n = min(n, len(s.tokens))
-        if n <= 0:
-            return
+    def _rollback(self, s: Slot, n: int) -> None:
         keep = len(s.tokens) - n
-        first = s.tokens[keep]
-        s.tokens = s.tokens[:keep]
+        removed, s.tokens = s.tokens[keep:], s.tokens[:keep]
         s.chars = len(self.table.text(s.tokens))
-        s.bans = {k: v for k, v in s.bans.items() if k <= keep}  # later positions: another text now
-        s.bans.setdefault(keep, set()).add(first)
-        s.sam = SuffixAutomaton(s.prompt + s.tokens)
-        s.sentences = {t: i for t, i in s.sentences.items() if i <= keep}
-        s.sentence_start = min(s.sentence_start, keep)
-        while s.sentence_start > 0 and s.tokens[s.sentence_start - 1] not in self._sentence_end_ids:
-            s.sentence_start -= 1
+        s.guard.forget(s.tokens, removed, s.chars)
         # the cache still holds the kept tokens unless the window moved past them
         if len(s.ctx) - n > s.frozen:
             s.ctx = s.ctx[:-n]
         else:
             s.needs_refill = True
-        s.events.rolled_back += 1
-        s.events.rolled_back_tokens += n
-        s.events.reasons[f"rollback:{reason}"] += 1
-        s.rollbacks_at.append(s.chars)
 
     def _after_token(self, s: Slot, t: int) -> None:
-        rc = s.req.cfg.repetition
         s.tokens.append(t)
         s.ctx.append(t)
         s.chars += len(self.table.pieces[t])
-        repeat = s.sam.extend(t)
-        if rc.mode == "off":
-            return
-        fired = None
-        if repeat >= rc.max_copy:
-            fired, back = "copy", repeat
-        elif t in self._sentence_end_ids:
-            sentence = self.table.text(s.tokens[s.sentence_start:]).strip()
-            n_tok = len(s.tokens) - s.sentence_start
-            if len(sentence) >= rc.min_sentence and sentence in s.sentences:
-                fired, back = "sentence", n_tok
-            else:
-                s.sentences.setdefault(sentence, len(s.tokens))
-            s.sentence_start = len(s.tokens)
-        if fired is None and len(s.tokens) % 50 == 0 and s.chars >= rc.ngram_window:
-            window = self.table.text(s.tokens[-rc.ngram_window:])[-rc.ngram_window:]
-            if ngram_repetition(window, 8) > rc.ngram_threshold:
-                s.events.fired += 1
-                s.events.reasons["ngram"] += 1
-                s.boost_until = len(s.tokens) + rc.boost_tokens
-        if s.fail_streak and len(s.tokens) > s.fail_mark:
-            s.fail_streak = 0  # it got well past the trouble: forgive
-        if fired is None:
-            return
-        s.events.fired += 1
-        s.events.reasons[fired] += 1
-        s.boost_until = len(s.tokens) + rc.boost_tokens
-        if rc.mode == "rollback" and back <= len(s.tokens) - s.streamed:  # never unsay streamed text
-            if s.fail_streak >= rc.max_failures:
-                s.finish, s.status = "repetition", "stopped: repetition"
-                s.events.stopped = True
-                return
-            if s.fail_streak == 0:
-                s.fail_mark = len(s.tokens) + 100
-            s.fail_streak += 1
-            self._rollback(s, back, fired)
+        back = s.guard.observe(s.tokens, s.chars, len(s.tokens) - s.streamed)
+        if s.guard.gave_up:
+            s.finish, s.status = "repetition", "stopped: repetition"
+        elif back:
+            self._rollback(s, min(back, len(s.tokens)))
 
     def _sample(self, s: Slot, logits: torch.Tensor) -> int:
         """One token for slot `s` from its row of logits (on the CPU, with its own generator)."""
-        cfg, rc = s.req.cfg, s.req.cfg.repetition
         logits[self._banned] = float("-inf")
-        if cfg.repetition_penalty != 1.0:
-            apply_repetition_penalty(logits[None], [s.tokens[-cfg.penalty_window:]], cfg.repetition_penalty)
-        if rc.mode != "off":
-            mult = rc.dry_multiplier
-            if len(s.tokens) < s.boost_until:  # the detector fired recently: push harder
-                mult = rc.boost * max(rc.dry_multiplier, 0.5)
-            pen = s.sam.dry_penalties(rc.dry_allowed, rc.dry_base, mult) if mult > 0 else None
-            if pen:
-                logits[torch.tensor(list(pen.keys()))] -= torch.tensor(list(pen.values()), dtype=logits.dtype)
-        ban = s.bans.get(len(s.tokens))
-        if ban:
-            logits[torch.tensor(sorted(ban))] = float("-inf")
-        return sample_token(logits, cfg.temperature, cfg.top_k, cfg.top_p, s.gen)
+        s.guard.adjust(logits, s.tokens)
+        cfg = s.req.cfg
+        return sample_token(logits, s.guard.temperature(len(s.tokens)), cfg.top_k, cfg.top_p, s.gen)
 
     # -- the loop
 
@@ -396,11 +340,13 @@ class Engine:
         if req.on_text is not None and len(text) > s.streamed_chars and reason != "cancelled":
             req.on_text(text[s.streamed_chars:])
         seconds = max(time.perf_counter() - s.started, 1e-9)
+        measures = degeneration.report(text, self.calibration, self.reference)
+        status = degeneration.status_of(measures["failure"], s.status) if reason != "cancelled" else "cancelled"
         req.result = {
-            "sample": req.tag, "status": s.status if reason != "cancelled" else "cancelled", "finish_reason": reason,
-            "text": text, "report": repetition_report(text, s.events),
+            "sample": req.tag, "status": status, "finish_reason": reason,
+            "text": text, "report": repetition_report(text, s.guard.events), "measures": measures,
             "tokens": len(s.tokens), "prompt_tokens": len(s.prompt) - (self.table.eos_id is not None),
-            "refills": s.refills - 1, "rollbacks_at": [c for c in s.rollbacks_at if c <= len(text)],
+            "refills": s.refills - 1, "rollbacks_at": [c for c in s.guard.rollbacks_at if c <= len(text)],
             "seconds": round(seconds, 3), "tokens_per_s": round(len(s.tokens) / seconds, 1),
             "time_to_first_token_s": round(s.first_token_s or 0.0, 4),
             "queued_s": round(s.started - req.submitted, 4),

@@ -38,7 +38,24 @@ def save_samples(samples: list[dict], out_dir: str | Path, prompt: str) -> list[
 
 def format_report(s: dict) -> str:
     r = s["report"]
-    return (f"[sample {s['sample']}] {s['status']}: {r['chars']} chars, 4-gram rep {r['rep_4gram']:.3f}, "
+    line = (f"[sample {s['sample']}] {s['status']}: {r['chars']} chars, 4-gram rep {r['rep_4gram']:.3f}, "
             f"8-gram rep {r['rep_8gram']:.3f}, distinct-2 {r['distinct_2']:.3f}, longest repeat "
             f"{r['longest_repeat']} chars; detector fired {r.get('detector_fired', 0)}x, rolled back "
             f"{r.get('rolled_back', 0)}x; {s['tokens_per_s']} tok/s, {s['refills']} re-prefills")
+    return line + _band_line(s.get("measures") or {})
+
+
+NAMES = {"collapse": "collapse", "fixation": "fixation", "rep4": "4-gram rep", "distinct2": "distinct-2",
+         "guard": "reference ppl"}
+
+
+def _band_line(measures: dict) -> str:
+    """Windows outside the human band, per measure (what a reader would notice)."""
+    parts = [f"{NAMES[k]} {w['out']}/{len(w['values'])}" for k, w in measures.get("windows", {}).items()
+             if "out" in w]
+    if parts:
+        return "\n  windows outside the human band: " + ", ".join(parts)
+    if measures.get("windows"):
+        top = max(measures["windows"]["collapse"]["values"], default=0)
+        return f"\n  (no human bands stored with this model) largest one-character share of a window {top:.0%}"
+    return ""

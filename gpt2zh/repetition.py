@@ -124,8 +124,17 @@ class RepetitionConfig:
     ngram_window: int = 400       # characters in the sliding window of the n-gram detector
     ngram_threshold: float = 0.25  # 8-gram repetition rate in the window that fires it
     max_failures: int = 8         # rollbacks in a row without 100 tokens of progress: stop the sample
+    lexical: bool = True          # watch collapse and fixation too (False: copies only, as before they were)
     boost: float = 4.0            # after the detector fires, DRY at this many times max(multiplier, 0.5)
     boost_tokens: int = 200       # ... for this many tokens
+    focus_penalty: float = knob(3.0, "after collapse or fixation: logit penalty on the characters it fixed on, "
+                                     "fading over --focus-tokens (0 = off)", 0.0, 100.0)
+    focus_tokens: int = knob(300, "tokens over which the focus penalty and the raised temperature fade", 1, 100_000)
+    density_penalty: float = knob(0.0, "logit penalty per occurrence of a character beyond the human p99 share "
+                                       "of the last 200 characters (stops collapse before it sets in; 0 = off)",
+                                  0.0, 10.0)
+    recover_temperature: float = knob(0.0, "after the detector fired: temperature raised by this much, recovering "
+                                           "over --focus-tokens", 0.0, 2.0)
 
     def __post_init__(self):
         check_knobs(self)

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .degeneration import flagged_spans
 from .options import Knob, SettingError
 from .repetition import repeated_spans
 from .sampling import SamplingConfig
@@ -296,6 +297,7 @@ class Studio:
     def _extension(result: dict) -> dict:
         text = result.get("text", "")
         return {"index": result["sample"], "status": result["status"], "report": result.get("report"),
+                "measures": result.get("measures"), "flagged_spans": flagged_spans(result.get("measures") or {}),
                 "rollbacks_at": result.get("rollbacks_at", []), "repeated_spans": repeated_spans(text),
                 "tokens_per_s": result.get("tokens_per_s"), "time_to_first_token_s": result.get("time_to_first_token_s")}
 

@@ -28,6 +28,7 @@ from .locks import DirLock
 from .model import build_model, flops_per_token, lm_loss, load_model, peak_flops, set_generation_defaults
 from .shards import load_tokenizer, load_tokens, read_manifest, shared_tokens
 from .train_job import DivergedError, TrainingError, TrainJob  # noqa: F401  (re-exported)
+from .degeneration import calibrate_shards, copy_to as copy_calibration
 from .vocab import specials_of, tokenizer_hash
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -195,6 +196,8 @@ def _write_model_dir(path: Path, raw_model, data_dir: Path, info: dict) -> None:
     raw_model.save_pretrained(path, safe_serialization=True)
     for name in TOKENIZER_FILES:
         shutil.copy2(data_dir / name, path / name)
+    # the chapter measures' human bands travel with the model
+    copy_calibration(path.parent.parent if path.parent.name == "checkpoints" else path.parent, path)
     (path / "gpt2zh.json").write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
@@ -508,6 +511,8 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
     manifest = read_manifest(data_dir)
     tokens, val_tokens = load_splits(data_dir, manifest, accelerator)  # stops here, naming a corrupted shard
     tok = load_tokenizer(data_dir, manifest)
+    if main and len(val_tokens):  # the human bands generate and serve judge chapters by (once per run)
+        calibrate_shards(data_dir, out, tokens, val_tokens)
 
     # -- model, from a checkpoint when resuming
     resume_dir = checkpoints(out)[-1] if job.resume and checkpoints(out) else None

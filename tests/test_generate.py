@@ -170,10 +170,12 @@ def looping_model(corpora, tmp_path_factory):
 ])
 def test_countermeasures_break_the_loop(looping_model, counter):
     gen, prompt = looping_model
-    off = gen.generate(prompt, SamplingConfig(length=1500, seed=3, temperature=0.8,
+    # (the repetition penalty off too: these are the repetition guard's own countermeasures)
+    off = gen.generate(prompt, SamplingConfig(length=1500, seed=3, temperature=0.8, repetition_penalty=1.0,
                                               repetition=RepetitionConfig(mode="off")))[0]["report"]
     assert off["rep_8gram"] > 0.3 and off["longest_repeat"] > 40  # it loops
-    on = gen.generate(prompt, SamplingConfig(length=1500, seed=3, temperature=0.8, repetition=counter))[0]
+    on = gen.generate(prompt, SamplingConfig(length=1500, seed=3, temperature=0.8, repetition_penalty=1.0,
+                                             repetition=counter))[0]
     rep = on["report"]
     assert rep["rep_8gram"] < off["rep_8gram"] / 2, rep
     assert rep["longest_repeat"] <= counter.max_copy + 10, rep
@@ -184,7 +186,8 @@ def test_countermeasures_break_the_loop(looping_model, counter):
 def test_repeated_failures_stop_with_a_status(looping_model):
     gen, prompt = looping_model
     rc = RepetitionConfig(mode="rollback", dry_multiplier=0.0, max_copy=3, max_failures=2, boost=0.0)
-    s = gen.generate(prompt, SamplingConfig(length=1500, seed=3, temperature=0.3, repetition=rc))[0]
+    s = gen.generate(prompt, SamplingConfig(length=1500, seed=3, temperature=0.3, repetition_penalty=1.0,
+                                            repetition=rc))[0]
     assert s["status"] == "stopped: repetition" and s["report"]["stopped"]
     assert len(s["text"]) < 1500
 

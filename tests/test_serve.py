@@ -164,6 +164,20 @@ def test_far_past_the_context(client, model_id, server):
     assert report["longest_repeat"] <= 64
 
 
+def test_openai_penalties_are_honoured_and_chapters_measured(client, model_id):
+    from collections import Counter
+
+    base = complete(client, model_id, seed=5, max_tokens=120)
+    pen = complete(client, model_id, seed=5, max_tokens=120, presence_penalty=2.0, frequency_penalty=2.0)
+    a, b = base.choices[0].text, pen.choices[0].text
+    assert a != b   # OpenAI's fields change the text (they were once accepted and ignored)
+    assert len(set(b)) > len(set(a)) and Counter(b).most_common(1)[0][1] <= Counter(a).most_common(1)[0][1]
+    ext = pen.model_extra["gpt2zh"]["choices"][0]
+    windows = ext["measures"]["windows"]
+    assert windows["collapse"]["band"][1] < 0.2 and len(windows["collapse"]["values"]) >= 1   # the human band
+    assert isinstance(ext["flagged_spans"], list)
+
+
 # ----------------------------------------------------------------------------
 # Concurrency
 
@@ -230,6 +244,9 @@ def test_bad_requests_get_openai_error_objects(server, model_id):
     assert_error(post(server, content=b'{"prompt": "x", "memory": "\\udc00"}'), 400, "memory")
     assert_error(post(server, content=b'{"prompt": "x", "temperature": NaN}'), 400)
     assert_error(post(server, {"prompt": "x", "seed": 2 ** 64}), 400, "seed")
+    assert_error(post(server, {"prompt": "x", "presence_penalty": 2.5}), 400, "presence_penalty")
+    assert_error(post(server, {"prompt": "x", "frequency_penalty": "much"}), 400, "frequency_penalty")
+    assert_error(post(server, {"prompt": "x", "density_penalty": -1}), 400, "density_penalty")
     err = assert_error(post(server, {"model": model_id, "messages": [{"role": "user", "content": "你好"}]},
                             path="/v1/chat/completions"), 404)
     assert "/v1/completions" in err["message"]
@@ -382,6 +399,16 @@ def test_writing_page_in_a_browser(server, tmp_path):
         saved = list(downloads.glob("*.txt"))
         assert len(saved) == 1, list(downloads.iterdir())
         assert saved[0].read_text(encoding="utf-8") == continued + "\n"
+
+        # a part the server flagged as collapsed and fixated is marked as a repeated one is
+        drv.execute_script("""const s = JSON.parse(localStorage.getItem('gpt2zh-studio'));
+            s.parts = [{start: 0, repeats: [], rollbacks: [], flagged: [[2, 12, 'collapse'], [20, 30, 'fixation']]}];
+            localStorage.setItem('gpt2zh-studio', JSON.stringify(s));""")
+        drv.refresh()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "mark.collapse"))
+        marked = drv.find_element(By.CSS_SELECTOR, "mark.collapse")
+        assert len(marked.text) == 10 and marked.get_attribute("title") == "collapsed onto one character"
+        assert len(drv.find_element(By.CSS_SELECTOR, "mark.fixation").text) == 10
     finally:
         drv.quit()
     assert httpx.get(server.url + "/health").json()["busy_slots"] == 0

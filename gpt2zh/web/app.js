@@ -34,29 +34,43 @@ function escapeHtml(s) {
   return s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
 }
 
+// what a span of the chapter is marked as: a repeated passage, a collapse or a fixation
+const MARKS = { repeat: "repeated passage", collapse: "collapsed onto one character", fixation: "fixated on one word" };
+
 function render() {
   const text = state.chapter;
-  const repeats = [], rollbacks = new Set();
+  const marks = [], rollbacks = new Set();
   for (const p of state.parts) {
-    for (const [a, b] of p.repeats || []) repeats.push([p.start + a, p.start + b]);
+    for (const [a, b] of p.repeats || []) marks.push([p.start + a, p.start + b, "repeat"]);
+    for (const [a, b, kind] of p.flagged || []) marks.push([p.start + a, p.start + b, kind]);
     for (const r of p.rollbacks || []) rollbacks.add(p.start + r);
   }
+  const markAt = (i) => {
+    let best = null;   // a repeat shows over a fixation, a collapse over both
+    for (const [a, b, kind] of marks) {
+      if (i >= a && i < b && (best === null || kind === "collapse" || (kind === "repeat" && best === "fixation"))) best = kind;
+    }
+    return best;
+  };
   const writing = controller && state.parts.length ? state.parts[state.parts.length - 1].start : -1;
-  let html = "", inRepeat = false, inWriting = false, para = "";
-  const flush = () => { html += "<p>" + para + (inRepeat ? "</mark>" : "") + (inWriting ? "</span>" : "") + "</p>";
-                        para = (inWriting ? '<span class="writing">' : "") + (inRepeat ? '<mark class="repeat">' : ""); };
-  para = "";
+  let html = "", mark = null, inWriting = false, para = "";
+  const open = (kind) => `<mark class="${kind}" title="${MARKS[kind]}">`;
+  const flush = () => { html += "<p>" + para + (mark ? "</mark>" : "") + (inWriting ? "</span>" : "") + "</p>";
+                        para = (inWriting ? '<span class="writing">' : "") + (mark ? open(mark) : ""); };
   for (let i = 0; i <= text.length; i++) {
     if (i === writing) { para += '<span class="writing">'; inWriting = true; }
     if (rollbacks.has(i)) para += '<span class="rollback" title="rewritten by the repetition detector">↺</span>';
-    const rep = repeats.some(([a, b]) => i >= a && i < b);
-    if (rep && !inRepeat) { para += '<mark class="repeat">'; inRepeat = true; }
-    if (!rep && inRepeat) { para += "</mark>"; inRepeat = false; }
+    const here = i < text.length ? markAt(i) : null;
+    if (here !== mark) {
+      if (mark) para += "</mark>";
+      if (here) para += open(here);
+      mark = here;
+    }
     if (i === text.length) break;
     const c = text[i];
     if (c === "\n") flush(); else para += escapeHtml(c);
   }
-  if (inRepeat) para += "</mark>";
+  if (mark) para += "</mark>";
   if (inWriting) para += "</span>";
   html += "<p>" + para + "</p>";
   const box = $("chapter");
@@ -71,8 +85,12 @@ function showReport(ext) {
   const r = ext.report;
   const rows = [["characters", r.chars], ["8-gram repetition", r.rep_8gram], ["4-gram repetition", r.rep_4gram],
                 ["distinct-2", r.distinct_2], ["longest repeat", r.longest_repeat + " chars"],
-                ["detector fired", r.detector_fired], ["rolled back", r.rolled_back],
-                ["status", ext.status], ["tokens/s", ext.tokens_per_s]];
+                ["detector fired", r.detector_fired], ["rolled back", r.rolled_back]];
+  const w = (ext.measures && ext.measures.windows) || {};
+  for (const [key, label] of [["collapse", "collapse"], ["fixation", "fixation"], ["guard", "reference perplexity"]]) {
+    if (w[key] && w[key].band) rows.push([label + " outside the human band", `${w[key].out} of ${w[key].values.length} windows`]);
+  }
+  rows.push(["status", ext.status], ["tokens/s", ext.tokens_per_s]);
   list.innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${escapeHtml(String(v))}</dd>`).join("");
 }
 
@@ -144,6 +162,7 @@ async function write(prompt, start) {
         }
         if (chunk.gpt2zh && chunk.gpt2zh.report) {
           part.repeats = chunk.gpt2zh.repeated_spans || [];
+          part.flagged = chunk.gpt2zh.flagged_spans || [];
           part.rollbacks = chunk.gpt2zh.rollbacks_at || [];
           showReport(chunk.gpt2zh);
         }

@@ -64,8 +64,10 @@ def hf_generate(gen: LongFormGenerator, prompt_ids: list[int], new: int, batch: 
 
 
 def ours(gen: LongFormGenerator, prompt: str, chars: int, batch: int, mode: str) -> dict:
+    # "off": no countermeasure at all; "rollback": the defaults, every measure and countermeasure on
+    extra = {"repetition_penalty": 1.0} if mode == "off" else {}
     cfg = SamplingConfig(length=chars, seed=0, num_samples=batch, batch_size=batch,
-                         repetition=RepetitionConfig(mode=mode), **SAMPLING)
+                         repetition=RepetitionConfig(mode=mode), **SAMPLING, **extra)
     s = gen.generate(prompt, cfg)
     return {"tokens_per_s": s[0]["tokens_per_s"], "ttft": s[0]["time_to_first_token_s"], "steps": gen.step_times}
 

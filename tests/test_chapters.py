@@ -139,7 +139,11 @@ def test_the_yihuo_model_is_caught_and_brought_back(yihuo_run):
     assert "异" in off["status"] or "火" in off["status"]
     w_off = off["measures"]["windows"]
     assert w_off["fixation"]["share_out"] >= 0.5
-    on = gen.generate("却说那大圣", SamplingConfig(length=3000, seed=1))[0]   # the defaults
+    # the guard's own countermeasures (detection, rollback, focus penalty), the repetition penalty
+    # off: on a model this small the default penalty (1.3) buys the fixation back with salad (the
+    # reference judged 73% of its windows out of band; bench/RESULTS.md has the same on the
+    # over-trained model)
+    on = gen.generate("却说那大圣", SamplingConfig(length=3000, seed=1, repetition_penalty=1.0))[0]
     w_on = on["measures"]["windows"]
     assert on["report"]["fired_by"].get("fixation", 0) >= 1                # the detector fired on it
     assert not on["status"].startswith("fixated"), on["status"]

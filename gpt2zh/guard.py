@@ -121,7 +121,7 @@ class Guard:
         for c, k in self.recent_counts.most_common(3):
             over = k - (hanzi_cap if is_hanzi(c) else other_cap)
             if over <= 0:
-                break
+                continue   # (a comma under its cap may stand before a hanzi over its own)
             logits[self._tokens_of(c)] -= self.rc.density_penalty * over
 
     def _tokens_of(self, char: str) -> list[int]:

@@ -39,6 +39,12 @@ MEASURES = {"collapse": SHORT, "fixation": LONG, "rep4": LONG, "distinct2": LONG
 PERCENTILES = (1, 5, 50, 95, 99)
 
 
+def collapse_alarm(p99: float) -> float:
+    """The share at which a window counts as collapsing: halfway from the human p99 to the
+    COLLAPSE_LIMIT no human window passes (what the detector fires on and the page marks)."""
+    return (min(p99, COLLAPSE_LIMIT) + COLLAPSE_LIMIT) / 2
+
+
 def is_hanzi(c: str) -> bool:
     return "\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf"
 
@@ -236,7 +242,7 @@ def flagged_spans(measures: dict) -> list[list]:
             continue
         hi = w["band"][1] if "band" in w else COLLAPSE_LIMIT
         if kind == "collapse":
-            hi = min(max(hi, (hi + COLLAPSE_LIMIT) / 2), COLLAPSE_LIMIT)   # what the detector calls collapse
+            hi = collapse_alarm(hi)   # what the detector calls collapse
         for start, v in zip(w["starts"], w["values"]):
             if v > hi:
                 end = start + w["size"]

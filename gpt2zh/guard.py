@@ -27,7 +27,7 @@ from collections import Counter, deque
 import torch
 
 from .decoding import TokenTable, apply_repetition_penalty
-from .degeneration import COLLAPSE_LIMIT, LONG, SHORT, Calibration, collapse, fixation, is_hanzi
+from .degeneration import COLLAPSE_LIMIT, LONG, SHORT, Calibration, collapse, collapse_alarm, fixation, is_hanzi
 from .repetition import RepetitionEvents, SuffixAutomaton, ngram_repetition
 from .sampling import SamplingConfig
 
@@ -61,7 +61,7 @@ class Guard:
         if calibration is not None:
             if calibration.band("collapse"):
                 self.density_hi = min(COLLAPSE_LIMIT, calibration.band("collapse")[1])
-                self.collapse_hi = (self.density_hi + COLLAPSE_LIMIT) / 2
+                self.collapse_hi = collapse_alarm(self.density_hi)
             if calibration.band("fixation"):
                 self.fixation_hi = calibration.band("fixation")[1]
         self._char_tokens: dict[str, list[int]] = {}

@@ -31,7 +31,7 @@ FIELDS = ["model", "prompt", "max_tokens", "length", "n", "stream", "stream_opti
           "top_p", "top_k", "repetition_penalty", "penalty_window", "repetition", "dry_multiplier", "dry_base",
           "dry_allowed", "max_copy", "memory", "authors_note", "echo", "logprobs", "suffix", "best_of", "user",
           "presence_penalty", "frequency_penalty", "density_penalty", "focus_penalty", "focus_tokens",
-          "recover_temperature"]
+          "recover_temperature", "logit_bias", "min_p"]   # the last: a field no server of ours takes
 ANY = [None, True, False, 0, 1, -1, 7, 2 ** 31, 2 ** 63, -2 ** 63 - 1, 10 ** 30, 0.5, -0.0, 1e-308, 1e308, -1e308,
        "", "x", "话说", "\ud800", "a\udfff话", "\x00", [], ["话"], [1, 2], ["\ud800"], {}, {"a": 1}, [[[]]],
        {"include_usage": True}, {"include_usage": "yes"}]
@@ -44,7 +44,7 @@ VALID = {"prompt": ["话说", "第一回　", ["宋江"], "", "林冲道：“"]
          "penalty_window": [1, 10 ** 6], "stream_options": [{"include_usage": True}, None], "echo": [False],
          "best_of": [1], "user": ["writer-1"], "presence_penalty": [-2, 0.5, 2], "frequency_penalty": [-2, 1.5],
          "density_penalty": [0, 10], "focus_penalty": [0, 100], "focus_tokens": [1, 100_000],
-         "recover_temperature": [0, 2]}
+         "recover_temperature": [0, 2], "logprobs": [0, 2, 5], "logit_bias": [{}]}
 
 
 def random_body(rng: random.Random, model_id: str) -> dict:

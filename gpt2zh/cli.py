@@ -408,6 +408,10 @@ def add_serve(sub) -> None:
                    help="tokens held back from a stream so that a rollback never unsays streamed text")
     p.add_argument("--stall-after", type=float, default=d.stall_after,
                    help="/health answers 503 when the engine has not turned for this many seconds")
+    p.add_argument("--api-key", metavar="KEY",
+                   help="every /v1 request must carry `Authorization: Bearer KEY` (else 401); the page asks for it "
+                        "once. Default: the GPT2ZH_API_KEY environment variable, which, unlike this flag, other "
+                        "users of the machine cannot read in the process list")
     p.add_argument("--device", help="cpu or cuda (none: cuda when there is one)")
     add_sampling_flags(p)
     p.set_defaults(func=run_serve)
@@ -419,6 +423,7 @@ def run_serve(args) -> int:
     return serve(ServeConfig(model=args.model, host=args.host, port=args.port, max_batch=args.max_batch,
                              max_queue=args.max_queue, max_tokens=args.max_tokens, max_length=args.max_length,
                              hold=args.hold, stall_after=args.stall_after, device=args.device,
+                             api_key=args.api_key or os.environ.get("GPT2ZH_API_KEY") or None,
                              sampling=sampling_from_args(args)))
 
 

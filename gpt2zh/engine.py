@@ -41,8 +41,9 @@ class EngineFailed(RuntimeError):
 
 @dataclass
 class Request:
-    """One sample to write. `on_text` receives the text as it becomes final (in the engine's
-    thread); the result is in `result` once `done` is set."""
+    """One sample to write. `on_text(text, logprobs)` receives the text as it becomes final (in
+    the engine's thread), with its tokens' log-probabilities when `logprobs` asks for them (else
+    None); the result is in `result` once `done` is set."""
 
     prompt: str
     cfg: SamplingConfig
@@ -52,7 +53,8 @@ class Request:
     max_tokens: int | None = None    # a cap in tokens, besides cfg.length in characters
     stop: tuple[str, ...] = ()
     hold: int = HOLD
-    on_text: Callable[[str], None] | None = None
+    logprobs: int | None = None      # None: none; k: each token's log-probability and the k likeliest (k <= 5)
+    on_text: Callable[[str, list | None], None] | None = None
     on_done: Callable[[], None] | None = None   # called (in the engine's thread) once `result` is set
     tag: object = None               # the caller's name for it (a sample index, a choice index)
     cancelled: bool = False
@@ -73,6 +75,7 @@ class Slot:
     ctx: list[int] = field(default_factory=list)     # tokens whose keys/values sit (or will sit) in the cache
     frozen: int = 0                  # ctx[:frozen] is anchor and note: a rollback reaching it needs a refill
     tokens: list[int] = field(default_factory=list)  # generated so far
+    logprobs: list[tuple] = field(default_factory=list)  # per token (when asked): (logprob, ((id, logprob), ...))
     chars: int = 0
     status: str = "ok"
     finish: str | None = None        # why it ended: length, stop, repetition, cancelled
@@ -225,6 +228,7 @@ class Engine:
     def _rollback(self, s: Slot, n: int) -> None:
         keep = len(s.tokens) - n
         removed, s.tokens = s.tokens[keep:], s.tokens[:keep]
+        del s.logprobs[keep:]
         s.chars = len(self.table.text(s.tokens))
         s.guard.forget(s.tokens, removed, s.chars)
         # the cache still holds the kept tokens unless the window moved past them
@@ -233,8 +237,10 @@ class Engine:
         else:
             s.needs_refill = True
 
-    def _after_token(self, s: Slot, t: int) -> None:
+    def _after_token(self, s: Slot, t: int, logprob: tuple | None = None) -> None:
         s.tokens.append(t)
+        if logprob is not None:
+            s.logprobs.append(logprob)
         s.ctx.append(t)
         s.chars += len(self.table.pieces[t])
         back = s.guard.observe(s.tokens, s.chars, len(s.tokens) - s.streamed)
@@ -243,12 +249,34 @@ class Engine:
         elif back:
             self._rollback(s, min(back, len(s.tokens)))
 
-    def _sample(self, s: Slot, logits: torch.Tensor) -> int:
-        """One token for slot `s` from its row of logits (on the CPU, with its own generator)."""
+    def _sample(self, s: Slot, logits: torch.Tensor) -> tuple[int, tuple | None]:
+        """One token for slot `s` from its row of logits (on the CPU, with its own generator), and
+        when the request asks, its log-probability and the likeliest alternatives' under the model
+        itself (before temperature and penalties, as OpenAI reports them)."""
         logits[self._banned] = float("-inf")
+        model_logprobs = torch.log_softmax(logits, -1) if s.req.logprobs is not None else None
         s.guard.adjust(logits, s.tokens)
         cfg = s.req.cfg
-        return sample_token(logits, s.guard.temperature(len(s.tokens)), cfg.top_k, cfg.top_p, s.gen)
+        t = sample_token(logits, s.guard.temperature(len(s.tokens)), cfg.top_k, cfg.top_p, s.gen)
+        if model_logprobs is None:
+            return t, None
+        top = torch.topk(model_logprobs, min(s.req.logprobs, len(model_logprobs))) if s.req.logprobs else None
+        alternatives = tuple((int(i), float(v)) for v, i in zip(*top) if v > float("-inf")) if top else ()
+        return t, (float(model_logprobs[t]), alternatives)
+
+    def logprob_entries(self, s: Slot, first: int, chars: int) -> list[tuple[str, float, dict]] | None:
+        """(text, logprob, {alternative's text: logprob}) of the tokens from `first` on that make up
+        `chars` characters (the last one cut where the text was cut), or None when not asked."""
+        if s.req.logprobs is None:
+            return None
+        out, seen = [], 0
+        for t, (lp, top) in zip(s.tokens[first:], s.logprobs[first:]):
+            if seen >= chars:
+                break
+            piece = self.table.pieces[t][: chars - seen]
+            seen += len(piece)
+            out.append((piece, lp, {self.table.pieces[i]: v for i, v in top}))
+        return out
 
     # -- the loop
 
@@ -282,7 +310,7 @@ class Engine:
         for b in active:
             s = self.slots[b]
             try:
-                self._after_token(s, self._sample(s, logits[b]))
+                self._after_token(s, *self._sample(s, logits[b]))
                 if s.first_token_s is None:
                     s.first_token_s = now - s.started
                 self._check_end(s)
@@ -315,8 +343,9 @@ class Engine:
         upto = len(s.tokens) - hold
         if upto > s.streamed:
             piece = self.table.text(s.tokens[s.streamed:upto])
+            entries = self.logprob_entries(s, s.streamed, len(piece))
             s.streamed, s.streamed_chars = upto, s.streamed_chars + len(piece)
-            s.req.on_text(piece)
+            s.req.on_text(piece, entries)
 
     def final_text(self, s: Slot) -> str:
         text = self.table.text(s.tokens)
@@ -338,7 +367,7 @@ class Engine:
             return
         text = self.final_text(s)
         if req.on_text is not None and len(text) > s.streamed_chars and reason != "cancelled":
-            req.on_text(text[s.streamed_chars:])
+            req.on_text(text[s.streamed_chars:], self.logprob_entries(s, s.streamed, len(text) - s.streamed_chars))
         seconds = max(time.perf_counter() - s.started, 1e-9)
         measures = degeneration.report(text, self.calibration, self.reference)
         status = degeneration.status_of(measures["failure"], s.status) if reason != "cancelled" else "cancelled"
@@ -351,6 +380,8 @@ class Engine:
             "time_to_first_token_s": round(s.first_token_s or 0.0, 4),
             "queued_s": round(s.started - req.submitted, 4),
         }
+        if req.logprobs is not None:
+            req.result["logprobs"] = self.logprob_entries(s, 0, len(text))
         self._done(req)
 
     def _drop(self, b: int, s: Slot, err: BaseException) -> None:
@@ -443,7 +474,7 @@ class LongFormGenerator(Engine):
         self.reserve(min(cfg.batch_size, cfg.num_samples))
         base = cfg.seed if cfg.seed is not None else time.time_ns() % 2**31
         reqs = [Request(prompt, cfg, seed=base + i, tag=i,
-                        on_text=(lambda t, i=i: on_text(i, t)) if on_text else None)
+                        on_text=(lambda t, _logprobs, i=i: on_text(i, t)) if on_text else None)
                 for i in range(cfg.num_samples)]
         bar = tqdm(total=cfg.length * cfg.num_samples, desc="generate", unit="char", disable=not progress,
                    leave=False)

@@ -36,6 +36,7 @@ class ServeConfig:
     max_prompt_chars: int = 200_000
     hold: int = 32                # tokens held back from a stream (a rollback never unsays streamed text)
     stall_after: float = 60.0     # /health reports the engine stalled when it has not turned for this long
+    api_key: str | None = None    # when set, every /v1 request needs `Authorization: Bearer <key>`
     device: str | None = None
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
@@ -47,6 +48,13 @@ class ServeConfig:
             raise ValueError("stall_after must be > 0 seconds")
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
+        if self.api_key is not None and (not self.api_key.strip() or any(c.isspace() for c in self.api_key)):
+            raise ValueError("the API key must be non-empty and hold no spaces (it travels in a header)")
+
+    @property
+    def loopback(self) -> bool:
+        """Whether only this machine can reach the server."""
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
 
 
 class ApiError(Exception):
@@ -118,6 +126,35 @@ class Completion:
     note: str
     cfg: SamplingConfig
     notices: list[str]
+    logprobs: int | None = None
+
+
+# What a completion request may hold: OpenAI's fields (those we cannot honour are refused by
+# name when they ask for something: echo, suffix, best_of > n, logit_bias), ours, and the sampling
+# knobs. Anything else is refused by name rather than silently ignored.
+OPENAI_FIELDS = {"model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs", "max_tokens",
+                 "n", "presence_penalty", "seed", "stop", "stream", "stream_options", "suffix", "temperature",
+                 "top_p", "user"}
+OWN_FIELDS = {"length", "memory", "authors_note"}
+MAX_LOGPROBS = 5     # OpenAI's limit for completions
+
+
+def known_fields() -> set[str]:
+    return OPENAI_FIELDS | OWN_FIELDS | {k.name for k in SamplingConfig.knobs()}
+
+
+def _refuse_unknown(body: dict) -> None:
+    unknown = sorted(set(body) - known_fields())
+    if unknown:
+        names = ", ".join(f"'{n[:60]}'" for n in unknown[:8]) + (" ..." if len(unknown) > 8 else "")
+        raise ApiError(400, f"unsupported field{'s' if len(unknown) > 1 else ''} {names}: this server does not "
+                            "take them (see /v1/defaults for the sampling settings it does)", unknown[0][:60],
+                       "unsupported_field")
+    opts = body.get("stream_options")
+    if isinstance(opts, dict) and set(opts) - {"include_usage"}:
+        extra = sorted(set(opts) - {"include_usage"})[0]
+        raise ApiError(400, f"unsupported field 'stream_options.{extra[:60]}': only include_usage is taken",
+                       "stream_options", "unsupported_field")
 
 
 def _not_json(constant: str):
@@ -143,6 +180,7 @@ def parse_completion(body, cfg: ServeConfig, model_ids: set[str]) -> Completion:
     (an OpenAI error object naming the field) for anything malformed."""
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
+    _refuse_unknown(body)
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise ApiError(400, "'model' must be a string", "model")
@@ -159,9 +197,14 @@ def parse_completion(body, cfg: ServeConfig, model_ids: set[str]) -> Completion:
     if len(prompt) > cfg.max_prompt_chars:
         raise ApiError(413, f"the prompt has {len(prompt):,} characters; this server takes at most "
                             f"{cfg.max_prompt_chars:,}", "prompt", "prompt_too_long")
-    for name in ("echo", "logprobs", "suffix"):
-        if body.get(name) not in (None, False, 0, ""):
-            raise ApiError(400, f"'{name}' is not supported", name)
+    for name in ("echo", "suffix"):
+        if body.get(name) not in (None, False, ""):
+            raise ApiError(400, f"'{name}' is not supported: this server writes after the prompt only", name)
+    if body.get("logit_bias") not in (None, {}):
+        raise ApiError(400, "'logit_bias' is not supported", "logit_bias")
+    # (`is`: 0 == False to Python, and logprobs 0 asks for the chosen tokens' own)
+    logprobs = None if body.get("logprobs") is None or body.get("logprobs") is False else \
+        _number(body, "logprobs", int, None, 0, MAX_LOGPROBS)
     n = _number(body, "n", int, 1, 1, cfg.max_n)
     if body.get("best_of") not in (None, 1, n):
         raise ApiError(400, "'best_of' is not supported", "best_of")
@@ -198,7 +241,22 @@ def parse_completion(body, cfg: ServeConfig, model_ids: set[str]) -> Completion:
     except SettingError as e:
         raise ApiError(400, str(e), e.name) from None
     return Completion(prompt, n, stream, include_usage, max_tokens, stop, seed,
-                      _string(body, "memory"), _string(body, "authors_note"), sampling, notices)
+                      _string(body, "memory"), _string(body, "authors_note"), sampling, notices, logprobs)
+
+
+def openai_logprobs(entries: list | None, offset: int) -> dict | None:
+    """OpenAI's completion `logprobs` object for the tokens in `entries` (the engine's
+    (text, logprob, alternatives)), whose text starts `offset` characters after the prompt's start."""
+    if entries is None:
+        return None
+    out = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+    for text, lp, top in entries:
+        out["tokens"].append(text)
+        out["token_logprobs"].append(round(lp, 6))
+        out["top_logprobs"].append({k: round(v, 6) for k, v in top.items()})
+        out["text_offset"].append(offset)
+        offset += len(text)
+    return out
 
 
 # ----------------------------------------------------------------------------
@@ -260,9 +318,9 @@ class Studio:
                                 "try again shortly", code="queue_full", kind="server_busy")
         reqs = []
         for i in range(c.n):
-            def on_text(text, i=i):
+            def on_text(text, logprobs, i=i):
                 if queue is not None:
-                    loop.call_soon_threadsafe(queue.put_nowait, ("text", i, text))
+                    loop.call_soon_threadsafe(queue.put_nowait, ("text", i, (text, logprobs)))
 
             def on_done(i=i):
                 if queue is not None:
@@ -270,6 +328,7 @@ class Studio:
 
             reqs.append(Request(c.prompt, c.cfg, seed=None if c.seed is None else c.seed + i, memory=c.memory,
                                 note=c.note, max_tokens=c.max_tokens, stop=c.stop, hold=self.cfg.hold,
+                                logprobs=c.logprobs,
                                 on_text=on_text if c.stream else None, on_done=on_done, tag=i))
         try:
             for r in reqs:
@@ -301,6 +360,24 @@ class Studio:
                 "rollbacks_at": result.get("rollbacks_at", []), "repeated_spans": repeated_spans(text),
                 "tokens_per_s": result.get("tokens_per_s"), "time_to_first_token_s": result.get("time_to_first_token_s")}
 
+    def _authorized(self, header: str | None) -> bool:
+        import hmac
+
+        scheme, _, given = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode("utf-8", "replace"),
+                                                                    self.cfg.api_key.encode("utf-8"))
+
+    @staticmethod
+    def _unauthorized(header: str | None) -> ApiError:
+        # OpenAI's wording and shape, so that clients show what they always show; the key given is
+        # never repeated (not even masked): it would end up in the client's logs
+        if not header:
+            message = ("You didn't provide an API key. You need to provide your API key in an Authorization header "
+                       "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+        else:
+            message = "Incorrect API key provided. The key is the one this server was started with (--api-key)."
+        return ApiError(401, message, code="invalid_api_key")
+
     def _usage(self, results: list[dict]) -> dict:
         prompt = results[0].get("prompt_tokens", 0) if results else 0
         completion = sum(r.get("tokens", 0) for r in results)
@@ -324,6 +401,13 @@ class Studio:
         @app.exception_handler(ApiError)
         async def api_error(_, e: ApiError):
             return error(e)
+
+        if self.cfg.api_key is not None:
+            @app.middleware("http")
+            async def key_required(http: HttpRequest, call_next):
+                if http.url.path.startswith("/v1") and not self._authorized(http.headers.get("authorization")):
+                    return error(self._unauthorized(http.headers.get("authorization")))
+                return await call_next(http)
 
         @app.exception_handler(StarletteHTTPException)
         async def http_error(_, e: StarletteHTTPException):
@@ -397,7 +481,8 @@ class Studio:
                 if "error" in r:
                     raise self._failed(r)
             out = {"id": cid, "object": "text_completion", "created": created, "model": self.model_id,
-                   "choices": [{"text": r["text"], "index": r["sample"], "logprobs": None,
+                   "choices": [{"text": r["text"], "index": r["sample"],
+                                "logprobs": openai_logprobs(r.get("logprobs"), len(c.prompt)),
                                 "finish_reason": r["finish_reason"]} for r in results],
                    "usage": self._usage(results),
                    "gpt2zh": {"choices": [self._extension(r) for r in results], "notices": c.notices}}
@@ -414,6 +499,7 @@ class Studio:
             return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
         finished = 0
+        offsets = [len(c.prompt)] * len(reqs)   # where each choice's next piece starts (OpenAI's text_offset)
         try:
             if c.notices:
                 yield event([], {"gpt2zh": {"notices": c.notices}})
@@ -426,13 +512,17 @@ class Studio:
                     continue
                 while not queue.empty():  # a client that reads slower than we write gets bigger pieces
                     items.append(queue.get_nowait())
-                pending: dict[int, str] = {}
-                for kind, i, text in items + [("flush", None, None)]:
+                pending: dict[int, tuple[str, list | None]] = {}
+                for kind, i, piece in items + [("flush", None, None)]:
                     if kind == "text":
-                        pending[i] = pending.get(i, "") + text
+                        text, entries = pending.get(i, ("", None if c.logprobs is None else []))
+                        pending[i] = (text + piece[0], None if entries is None else entries + piece[1])
                         continue
                     for j in [j for j in pending if kind == "flush" or j == i]:
-                        yield event([{"text": pending.pop(j), "index": j, "logprobs": None, "finish_reason": None}])
+                        text, entries = pending.pop(j)
+                        yield event([{"text": text, "index": j, "logprobs": openai_logprobs(entries, offsets[j]),
+                                      "finish_reason": None}])
+                        offsets[j] += len(text)
                     if kind == "flush":
                         break
                     finished += 1
@@ -462,9 +552,13 @@ def serve(cfg: ServeConfig) -> int:
     studio.on_failure = lambda reason: setattr(server, "should_exit", True)  # open streams get their error first
     studio.start()
     url = f"http://{cfg.host}:{cfg.port}/"
+    key = "an API key (Authorization: Bearer ...)" if cfg.api_key else "no API key"
     print(f"gpt2zh serve: {studio.model_id} on {studio.engine.device}, {cfg.max_batch} slots, n_ctx "
-          f"{studio.engine.n_ctx}\n  writing studio: {url}\n  OpenAI API:     {url}v1 (model '{studio.model_id}')\n"
-          "  Ctrl-C to stop", file=sys.stderr, flush=True)
+          f"{studio.engine.n_ctx}\n  writing studio: {url}\n  OpenAI API:     {url}v1 (model '{studio.model_id}', "
+          f"{key})\n  Ctrl-C to stop", file=sys.stderr, flush=True)
+    if not cfg.loopback and not cfg.api_key:
+        print(f"warning: {cfg.host} can be reached from other machines and no API key is set: anyone who can "
+              "reach it can use the model. Set one with --api-key or GPT2ZH_API_KEY.", file=sys.stderr, flush=True)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then raises the signal again for the
     # handlers it found: ours only note it, so the engine stops here and the exit is clean.
     stopped_by = []

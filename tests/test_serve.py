@@ -4,6 +4,7 @@ headless Chromium."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -253,6 +254,58 @@ def test_bad_requests_get_openai_error_objects(server, model_id):
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
 
 
+GREEDY = {"temperature": 0, "extra_body": {"repetition": "off", "repetition_penalty": 1.0, "focus_penalty": 0}}
+
+
+def test_logprobs_plain_and_streaming(client, model_id):
+    """issue 17: OpenAI's logprobs object, under the model itself: with nothing but greedy decoding
+    the chosen token is the likeliest; the tokens make up the text; streaming gives the same."""
+    prompt = "话说天下大势，"
+    r = complete(client, model_id, prompt=prompt, max_tokens=40, logprobs=5, seed=3, **GREEDY)
+    choice = r.choices[0]
+    lp = choice.logprobs
+    assert "".join(lp.tokens) == choice.text and len(lp.tokens) == r.usage.completion_tokens == 40
+    assert lp.text_offset[0] == len(prompt)
+    assert all(b - a == len(t) for a, b, t in zip(lp.text_offset, lp.text_offset[1:], lp.tokens))
+    for token, chosen, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+        assert len(top) == 5 and all(v <= 0 for v in top.values())
+        assert sum(math.exp(v) for v in top.values()) <= 1 + 1e-6
+        assert chosen == pytest.approx(max(top.values()), abs=1e-5) and top[token] == pytest.approx(chosen, abs=1e-5)
+    text, chunks = stream_text(client, model_id, prompt=prompt, max_tokens=40, logprobs=5, seed=3, **GREEDY)
+    streamed = [c.choices[0].logprobs for c in chunks if c.choices and c.choices[0].text]
+    assert text == choice.text
+    assert sum((x.tokens for x in streamed), []) == lp.tokens
+    assert sum((x.text_offset for x in streamed), []) == lp.text_offset
+    assert sum((x.token_logprobs for x in streamed), []) == pytest.approx(lp.token_logprobs, abs=1e-6)
+    # logprobs 0: the chosen tokens' only; sampled text (penalties on) still carries the model's numbers
+    r = complete(client, model_id, prompt=prompt, max_tokens=20, logprobs=0, seed=4)
+    lp = r.choices[0].logprobs
+    assert "".join(lp.tokens) == r.choices[0].text and all(t == {} for t in lp.top_logprobs)
+    assert all(v < 0 for v in lp.token_logprobs)
+    assert complete(client, model_id, max_tokens=5).choices[0].logprobs is None
+
+
+def test_fields_we_do_not_take_are_refused_by_name(server, model_id):
+    """issue 17: every field an OpenAI completions client can send is honoured or refused by name."""
+    err = assert_error(post(server, {"prompt": "x", "min_p": 0.1, "typical_p": 0.9}), 400, "min_p")
+    assert "'min_p', 'typical_p'" in err["message"] and err["code"] == "unsupported_field"
+    assert_error(post(server, {"prompt": "x", "top_logprobs": 2}), 400, "top_logprobs")
+    assert_error(post(server, {"prompt": "x", "logprobs": 6}), 400, "logprobs")
+    assert_error(post(server, {"prompt": "x", "logprobs": -1}), 400, "logprobs")
+    assert_error(post(server, {"prompt": "x", "logprobs": True}), 400, "logprobs")
+    assert_error(post(server, {"prompt": "x", "echo": True}), 400, "echo")
+    assert_error(post(server, {"prompt": "x", "suffix": "。"}), 400, "suffix")
+    assert_error(post(server, {"prompt": "x", "best_of": 3}), 400, "best_of")
+    assert_error(post(server, {"prompt": "x", "logit_bias": {"50256": -100}}), 400, "logit_bias")
+    assert_error(post(server, {"prompt": "x", "stream": True, "stream_options": {"include_obfuscation": True}}),
+                 400, "stream_options")
+    # what OpenAI's client sends by default, and the neutral values of what we cannot honour, pass
+    ok = post(server, {"model": model_id, "prompt": "x", "max_tokens": 2, "echo": False, "suffix": None,
+                       "best_of": 1, "logit_bias": {}, "logprobs": None, "user": "u-1", "n": 1,
+                       "presence_penalty": 0, "frequency_penalty": 0, "top_p": 1, "stop": None})
+    assert ok.status_code == 200, ok.text
+
+
 def test_huge_max_tokens_is_capped_with_a_notice(client, model_id):
     r = complete(client, model_id, max_tokens=10 ** 9, seed=1, stop="。")
     assert r.model_extra["gpt2zh"]["notices"] == ["max_tokens 1000000000 capped to 512"]
@@ -301,6 +354,60 @@ def test_memory_stays_flat_over_200_requests(client, model_id, server):
     assert after - before < 40 * 2 ** 20, f"RSS grew {(after - before) / 2 ** 20:.1f} MiB over 200 requests"
 
 
+def page_asks_for_the_key_once(srv, key: str, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    drv = open_browser(tmp_path)
+    wait = WebDriverWait(drv, 60, poll_frequency=0.05)
+    status = lambda: drv.find_element(By.ID, "status").text  # noqa: E731
+    try:
+        drv.get(srv.url + "/")
+        wait.until(lambda d: d.find_element(By.ID, "key-form").is_displayed())
+        field = drv.find_element(By.ID, "api-key")
+        field.send_keys("not-the-key\n")
+        wait.until(lambda d: "not accepted" in d.find_element(By.ID, "key-message").text)
+        field.send_keys(key + "\n")
+        wait.until(lambda d: "context" in status())          # the defaults came with the key
+        assert not drv.find_element(By.ID, "key-form").is_displayed()
+        drv.refresh()                                          # kept: not asked again
+        wait.until(lambda d: "context" in status())
+        assert not drv.find_element(By.ID, "key-form").is_displayed()
+    finally:
+        drv.quit()
+
+
+def test_a_key_guards_the_api_and_never_reaches_the_log(tiny_run, tmp_path):
+    """issue 17: --api-key (or GPT2ZH_API_KEY): /v1 without the key is OpenAI's 401, the openai
+    client's api_key just works, / and /health stay open, and the key is never printed."""
+    import openai
+    from openai import OpenAI
+
+    key = "gpt2zh-test-key-7f3a"
+    srv = Server(tiny_run, "--host", "0.0.0.0", "--api-key", key)
+    try:
+        for given in (None, "wrong"):
+            r = httpx.get(srv.url + "/v1/models", headers={"Authorization": f"Bearer {given}"} if given else {})
+            assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+            assert key not in r.text
+        bad = OpenAI(base_url=srv.url + "/v1", api_key="wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            bad.completions.create(model="tiny", prompt="话说", max_tokens=2)
+        good = OpenAI(base_url=srv.url + "/v1", api_key=key, max_retries=0, timeout=60)
+        assert good.completions.create(model=good.models.list().data[0].id, prompt="话说", max_tokens=3).choices[0].text
+        assert httpx.get(srv.url + "/health").status_code == 200 and httpx.get(srv.url + "/").status_code == 200
+        page_asks_for_the_key_once(srv, key, tmp_path)
+    finally:
+        rc, out = srv.stop()
+    assert rc == 0 and key not in out and "warning" not in out   # 0.0.0.0 with a key: no warning
+
+
+def test_an_open_address_without_a_key_warns(tiny_run):
+    srv = Server(tiny_run, "--host", "0.0.0.0")
+    rc, out = srv.stop()
+    assert rc == 0 and "no API key is set: anyone who can reach it can use the model" in out
+
+
 def test_full_queue_answers_429(tiny_run):
     from gpt2zh.serve import ApiError, ServeConfig, Studio, parse_completion
 
@@ -325,26 +432,33 @@ def chromium() -> tuple[str, str]:
     return browser, driver
 
 
-def test_writing_page_in_a_browser(server, tmp_path):
+def open_browser(tmp_path: Path, downloads: Path | None = None):
+    """Headless Chromium driven by selenium, with its own profile under tmp_path."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
     browser, driver_path = chromium()
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"):
         opts.add_argument(flag)
-    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                           "download.prompt_for_download": False})
-    drv = webdriver.Chrome(service=Service(driver_path), options=opts)
+    if downloads is not None:
+        opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                               "download.prompt_for_download": False})
+    return webdriver.Chrome(service=Service(driver_path), options=opts)
+
+
+def test_writing_page_in_a_browser(server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    drv = open_browser(tmp_path, downloads)
     wait = WebDriverWait(drv, 60, poll_frequency=0.05)
     try:
         drv.get(server.url + "/")

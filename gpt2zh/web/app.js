@@ -9,6 +9,41 @@ let state = { opening: "", chapter: "", memory: "", note: "", settings: {}, part
 let defaults = null;
 let controller = null;      // the running request's AbortController
 let model = null;
+const API_KEY = "gpt2zh-api-key";   // kept apart from the chapter: clearing one never clears the other
+
+// -- the API, with the server's key when it asks for one (401): asked once, then kept
+
+function apiHeaders(extra) {
+  const key = localStorage.getItem(API_KEY);
+  return Object.assign({}, extra || {}, key ? { Authorization: "Bearer " + key } : {});
+}
+
+function askForKey(message) {
+  $("key-message").textContent = message || "This server needs its API key.";
+  $("key-form").hidden = false;
+  $("api-key").focus();
+  return new Promise((resolve) => {
+    $("key-form").onsubmit = (e) => {
+      e.preventDefault();
+      localStorage.setItem(API_KEY, $("api-key").value.trim());
+      $("api-key").value = "";
+      $("key-form").hidden = true;
+      resolve();
+    };
+  });
+}
+
+// fetch() for /v1: on a 401 the page asks for the key and tries again with it
+async function api(path, options) {
+  for (;;) {
+    const resp = await fetch(path, Object.assign({}, options, { headers: apiHeaders((options || {}).headers) }));
+    if (resp.status !== 401) return resp;
+    const err = await resp.json().catch(() => ({}));
+    setStatus("this server needs an API key");
+    await askForKey(localStorage.getItem(API_KEY) ? "That key was not accepted: " + ((err.error || {}).message || "")
+                                                  : "This server needs its API key (ask whoever runs it).");
+  }
+}
 
 function load() {
   try { Object.assign(state, JSON.parse(localStorage.getItem(KEY) || "{}")); } catch (e) { /* a fresh start */ }
@@ -135,8 +170,8 @@ async function write(prompt, start) {
   render();
   let written = 0;
   try {
-    const resp = await fetch("/v1/completions", { method: "POST", headers: { "Content-Type": "application/json" },
-                                                  body: JSON.stringify(body), signal: controller.signal });
+    const resp = await api("/v1/completions", { method: "POST", headers: { "Content-Type": "application/json" },
+                                                body: JSON.stringify(body), signal: controller.signal });
     if (!resp.ok) {
       const err = await resp.json().catch(() => ({}));
       throw new Error((err.error && err.error.message) || resp.statusText);
@@ -267,7 +302,7 @@ document.addEventListener("keydown", (e) => {
 
 load();
 render();
-fetch("/v1/defaults").then((r) => r.json()).then((d) => {
+api("/v1/defaults").then((r) => r.json()).then((d) => {
   model = d.model;
   applyDefaults(d);
   setStatus(`${d.model} · context ${d.n_ctx} tokens`);

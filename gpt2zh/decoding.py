@@ -273,6 +273,7 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tenso
         probs = sorted_logits.softmax(-1)
         # drop a token once the mass before it already reaches top_p (the top token always stays)
         drop = probs.cumsum(-1) - probs >= top_p
+        drop[..., 0] = False   # (a top_p below float32's range, 1e-308, rounds to 0 in the comparison)
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
     return logits
 
@@ -288,5 +289,7 @@ def sample_token(logits: torch.Tensor, temperature: float, top_k: int, top_p: fl
     vals, idx = torch.topk(logits / temperature, top_k)          # sorted, best first
     probs = vals.softmax(-1)
     if top_p < 1.0:
-        probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p, 0.0)
+        drop = probs.cumsum(-1) - probs >= top_p
+        drop[0] = False        # the best token always stays (see filter_logits)
+        probs = probs.masked_fill(drop, 0.0)
     return int(idx[torch.multinomial(probs, 1, generator=gen)])

@@ -64,6 +64,8 @@ class ApiError(Exception):
                  kind: str = "invalid_request_error"):
         # a message may quote the client's input: a lone surrogate in it could not be sent back
         message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+        if param is not None:   # (so may a field's name)
+            param = param.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
 

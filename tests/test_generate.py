@@ -217,3 +217,16 @@ def test_a_gpt2_chinese_style_model_directory(corpora, tmp_path):
     s = gen.generate("宋江", SamplingConfig(length=200, seed=1))[0]
     assert len(s["text"]) == 200
     assert "[" not in s["text"] and "#" not in s["text"]  # no [SEP]/[CLS]/[UNK] or ## debris
+
+
+def test_a_top_p_below_float32s_range_keeps_the_best_token():
+    """Found by bench/fuzz_serve.py: top_p 1e-308 rounds to 0 in a float32 comparison, which
+    dropped every token (an invalid multinomial) instead of keeping the best one."""
+    import torch
+
+    from gpt2zh.decoding import sample_token
+
+    logits = torch.randn(300, generator=torch.Generator().manual_seed(0))
+    best = int(logits.argmax())
+    assert sample_token(logits.clone(), 1.0, 40, 1e-308) == best
+    assert sample_token(logits.clone(), 1.0, 0, 1e-308) == best

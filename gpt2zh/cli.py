@@ -54,7 +54,9 @@ def add_prepare(sub) -> None:
     p.add_argument("--out", required=True, help="output directory for the shard set")
     p.add_argument("--vocab", default="char",
                    help="char (from the training text), gb2312 (built-in, shared ids), words (jieba words + "
-                        "characters), or a path to a vocab.txt / tokenizer.json / model directory [char]")
+                        "characters), a path to a vocab.txt / tokenizer.json / model directory, or a "
+                        "Hugging Face Hub ID whose repository holds one (e.g. uer/gpt2-chinese-cluecorpussmall) "
+                        "[char]")
     p.add_argument("--min-count", type=int, default=1, help="minimum count for a character to enter the vocabulary [1]")
     p.add_argument("--num-shards", type=int, default=100,
                    help="number of training shards (fewer when each would hold under 256 tokens) [100]")
@@ -154,7 +156,9 @@ def add_train(sub) -> None:
     p.add_argument("--epochs", type=float, help="epochs over the windows, when --max-steps is not given [1]")
     p.add_argument("--max-minutes", type=float, help="stop (with evaluation and checkpoint) after this wall time")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --out")
-    p.add_argument("--init-from", help="fine-tune: start from this GPT2LMHeadModel directory (shards must use its tokenizer)")
+    p.add_argument("--init-from", help="fine-tune: start from this GPT2LMHeadModel directory or Hugging Face Hub ID "
+                                        "(owner/name[@revision]; the shards must use its tokenizer: prepare them "
+                                        "with --vocab set to the same)")
     p.add_argument("--batch-size", type=int, help="global batch in windows")
     p.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
     p.add_argument("--lr", type=float, help=f"learning rate, fixed (no scheduler) after the preset's optional linear "
@@ -216,8 +220,11 @@ def _train_job(args):
     read_manifest(Path(args.data))
     if int(os.environ.get("RANK", "0")) == 0:
         DirLock(Path(args.out) / ".lock", f"run directory {args.out}").check()
-    if args.init_from and not Path(args.init_from).exists():
-        raise UserError(f"--init-from {args.init_from}: no such model directory")
+    if args.init_from:   # a directory or a Hub ID, fetched now: a bad name stops before torch loads
+        from .hub import fetch
+
+        if not (fetch(args.init_from) / "config.json").exists():
+            raise UserError(f"--init-from {args.init_from}: holds no config.json (not a model directory)")
     return TrainJob(data=args.data, out=args.out, run=run, resume=args.resume, init_from=args.init_from,
                     max_minutes=args.max_minutes, log_with=args.log_with, progress=not args.quiet,
                     peak_tflops=args.peak_tflops)
@@ -232,7 +239,9 @@ def add_eval(sub) -> None:
                        description="Token-weighted perplexity and perplexity per character under no_grad; texts "
                                    "longer than the context are scored once per token with a sliding window.")
     p.add_argument("files", nargs="*", metavar="FILE", help="text files (cleaned as in prepare)")
-    p.add_argument("--model", required=True, help="model directory or run directory (uses best/)")
+    p.add_argument("--model", required=True, help="model directory, run directory (uses best/), or Hugging Face "
+                                                          "Hub ID (owner/name[@revision], from the cache when "
+                                                          "HF_HUB_OFFLINE=1)")
     p.add_argument("--data", help="a shard directory: score its val.bin")
     p.add_argument("--stride", type=int, help="sliding-window stride in tokens [n_ctx // 2]")
     p.add_argument("--batch-size", type=int, default=8)
@@ -323,7 +332,9 @@ def add_generate(sub) -> None:
                        description="Sample with a KV cache, re-anchoring on the prompt when the window fills; "
                                    "long-range repetition is detected over the whole text and countered "
                                    "(DRY penalty, rollback and resample, stop after repeated failures).")
-    p.add_argument("--model", required=True, help="model directory or run directory (uses best/)")
+    p.add_argument("--model", required=True, help="model directory, run directory (uses best/), or Hugging Face "
+                                                          "Hub ID (owner/name[@revision], from the cache when "
+                                                          "HF_HUB_OFFLINE=1)")
     p.add_argument("--prompt", default="", help="the opening text")
     p.add_argument("--prompt-file", help="read the prompt from this file (UTF-8, GBK/GB18030, UTF-16 with BOM)")
     p.add_argument("--length", type=int, default=2000, help="characters to write per sample")
@@ -394,7 +405,9 @@ def add_serve(sub) -> None:
                                    "the decoder's batch at the next step and frees it when done, so a request with "
                                    "a seed writes the same text alone or among others. The sampling flags below are "
                                    "the defaults a request can override. Ctrl-C stops it.")
-    p.add_argument("--model", required=True, help="model directory or run directory (uses best/)")
+    p.add_argument("--model", required=True, help="model directory, run directory (uses best/), or Hugging Face "
+                                                          "Hub ID (owner/name[@revision], from the cache when "
+                                                          "HF_HUB_OFFLINE=1)")
     p.add_argument("--host", default=d.host, help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=d.port, help="port (0: any free port)")
     p.add_argument("--max-batch", type=int, default=d.max_batch, help="slots: requests written at once")

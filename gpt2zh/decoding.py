@@ -24,10 +24,12 @@ from .sampling import GenerationError, SamplingConfig  # noqa: F401  (re-exporte
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """A model directory, or a run directory (its best checkpoint, else the newest)."""
+    """A model directory, a run directory (its best checkpoint, else the newest), or a Hugging
+    Face Hub ID (its cached snapshot, fetched if need be)."""
+    from .hub import fetch, is_hub_id
     from .train import checkpoints
 
-    p = Path(path)
+    p = fetch(str(path)) if is_hub_id(str(path)) else Path(path)
     if (p / "config.json").exists():
         return p
     if (p / "best" / "config.json").exists():

@@ -273,13 +273,22 @@ class Studio:
 
         self.cfg = cfg
         self.engine = Engine(cfg.model, device=cfg.device, slots=cfg.max_batch)
-        self.model_id = self.engine.model_dir.parent.name if self.engine.model_dir.name == "best" \
-            else self.engine.model_dir.name
+        self.model_id = self._model_id(cfg.model, self.engine.model_dir)
         self.stopping = threading.Event()
         self.on_failure = None    # serve() sets it: the engine failed, so the process should exit
         self.thread = threading.Thread(target=self.engine.serve_forever, args=(self.stopping, self._engine_failed),
                                        name="gpt2zh-engine", daemon=True)
         self.app = self._build()
+
+    @staticmethod
+    def _model_id(given: str, model_dir: Path) -> str:
+        """The name clients use: a Hub ID as given (its snapshot folder is a commit hash), else
+        the run's or model directory's name."""
+        from .hub import is_hub_id, split_id
+
+        if is_hub_id(given):
+            return split_id(given)[0]
+        return model_dir.parent.name if model_dir.name == "best" else model_dir.name
 
     def start(self) -> None:
         self.thread.start()

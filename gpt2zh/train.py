@@ -378,13 +378,15 @@ def _model_for_job(job: TrainJob, resume_dir: Path | None, tok, manifest: dict):
     if resume_dir is not None:
         model = load_model(resume_dir)
     elif job.init_from:
+        from .hub import fetch
         from .vocab import resolve_vocab
 
-        init_tok = resolve_vocab(job.init_from, [])
+        init_dir = fetch(job.init_from)   # a directory, or a Hub ID's cached snapshot
+        init_tok = resolve_vocab(str(init_dir), [])
         if tokenizer_hash(init_tok) != manifest["tokenizer_sha256"]:
             raise TrainingError(f"--init-from {job.init_from}: its tokenizer differs from the shards'; "
                                 f"prepare the shards with `gpt2zh prepare ... --vocab {job.init_from}`")
-        model = load_model(job.init_from)
+        model = load_model(init_dir)
         model.config.resid_pdrop = model.config.embd_pdrop = model.config.attn_pdrop = mc.dropout
         set_generation_defaults(model, eos, pad)
     else:

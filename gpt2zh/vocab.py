@@ -179,15 +179,18 @@ def save_tokenizer(tok: Tokenizer, out_dir: str | Path, model_max_length: int = 
 
 
 def resolve_vocab(spec: str, train_texts: list[str], min_count: int = 1) -> Tokenizer:
-    """`spec` is 'char', 'gb2312', 'words', or a path to a vocab.txt / tokenizer.json
-    (or a directory holding one, such as a model to fine-tune)."""
+    """`spec` is 'char', 'gb2312', 'words', a path to a vocab.txt / tokenizer.json (or a
+    directory holding one, such as a model to fine-tune), or a Hugging Face Hub ID whose
+    repository holds one."""
     if spec == "char":
         return build_corpus_char_tokenizer(char_counts(train_texts), min_count)
     if spec == "gb2312":
         return load_tokenizer_json(GB2312_TOKENIZER)
     if spec == "words":
         return build_word_tokenizer(train_texts, min_char_count=min_count)
-    p = Path(spec)
+    from .hub import fetch, is_hub_id
+
+    p = fetch(spec, "vocab") if is_hub_id(spec) else Path(spec)
     if p.is_dir():
         for name in ("tokenizer.json", "vocab.txt"):
             if (p / name).exists():
@@ -196,5 +199,5 @@ def resolve_vocab(spec: str, train_texts: list[str], min_count: int = 1) -> Toke
         else:
             raise VocabError(f"{spec}: directory holds no tokenizer.json or vocab.txt")
     if not p.exists():
-        raise VocabError(f"--vocab {spec}: not 'char', 'gb2312', 'words' or an existing file")
+        raise VocabError(f"--vocab {spec}: not 'char', 'gb2312', 'words', an existing file or a Hub ID")
     return load_vocab_txt(p) if p.suffix == ".txt" else load_tokenizer_json(p)

@@ -469,15 +469,15 @@ class LongFormGenerator(Engine):
         """One dict per sample: text, status, repetition report, timing. Sample i is seeded with
         seed + i, so a sample is the same written alone or in a batch. With `progress` (for
         output that is not streamed) a bar counts the characters written."""
-        from tqdm import tqdm
+        from .progress import progress_bar
 
         self.reserve(min(cfg.batch_size, cfg.num_samples))
         base = cfg.seed if cfg.seed is not None else time.time_ns() % 2**31
         reqs = [Request(prompt, cfg, seed=base + i, tag=i,
                         on_text=(lambda t, _logprobs, i=i: on_text(i, t)) if on_text else None)
                 for i in range(cfg.num_samples)]
-        bar = tqdm(total=cfg.length * cfg.num_samples, desc="generate", unit="char", disable=not progress,
-                   leave=False)
+        bar = progress_bar(total=cfg.length * cfg.num_samples, desc="generate", unit="char",
+                           disable=not progress, leave=False)
         written = [0]
 
         def tick() -> None:

@@ -48,14 +48,15 @@ def sliding_windows(n: int, n_ctx: int, stride: int) -> list[tuple[int, int, int
 def score_tokens(model, ids: np.ndarray, n_ctx: int, stride: int, batch_size: int,
                  char_len: np.ndarray, progress: bool = False, desc: str = "eval") -> dict:
     """Sum of NLL, tokens and characters over all targets (token 0 has no context and is not scored)."""
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     device = next(model.parameters()).device
     windows = sliding_windows(len(ids), n_ctx, stride)
     nll = 0.0
     n_tok = n_chars = 0
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    for i in tqdm(range(0, len(windows), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
+    for i in progress_bar(range(0, len(windows), batch_size), desc=desc, unit="batch", disable=not progress,
+                          leave=False):
         group = windows[i:i + batch_size]
         width = max(e - b for b, e, _ in group)
         x = torch.zeros((len(group), width), dtype=torch.long)

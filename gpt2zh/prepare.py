@@ -139,11 +139,11 @@ def _clean(args) -> CleanedFile:
 def run_parallel(pool, fn, jobs: list, sizes: list[int], desc: str, progress: bool) -> list:
     """fn over jobs, in `pool` (None: here), largest first so that no worker is left with a
     big file at the end; results in the order of `jobs`."""
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     order = sorted(range(len(jobs)), key=lambda i: -sizes[i])
     results: list = [None] * len(jobs)
-    with tqdm(total=len(jobs), desc=desc, unit="file", disable=not progress, leave=False) as bar:
+    with progress_bar(total=len(jobs), desc=desc, unit="file", disable=not progress, leave=False) as bar:
         if pool is not None and len(jobs) > 1:
             chunk = max(1, len(jobs) // (pool._max_workers * 8))
             for i, r in zip(order, pool.map(fn, [jobs[i] for i in order], chunksize=chunk)):

@@ -60,7 +60,7 @@ def encode_documents(tok: Tokenizer, docs: list[str], dtype: np.dtype, progress:
                      desc: str = "tokenize") -> np.ndarray:
     """All documents as one id array, each followed by the end-of-text token.
     Runs in batches through the Rust tokenizer, which uses every core."""
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     eos = np.array([tok.token_to_id(specials_of(tok).eos)], dtype=dtype)
     pieces: list[tuple[str, bool]] = []  # (chunk, ends a document)
@@ -71,7 +71,8 @@ def encode_documents(tok: Tokenizer, docs: list[str], dtype: np.dtype, progress:
     out: list[np.ndarray] = []
     batch = 64
     total_chars = sum(len(c) for c, _ in pieces)
-    with tqdm(total=total_chars, desc=desc, unit="char", unit_scale=True, disable=not progress, leave=False) as bar:
+    with progress_bar(total=total_chars, desc=desc, unit="char", unit_scale=True, disable=not progress,
+                      leave=False) as bar:
         for i in range(0, len(pieces), batch):
             part = pieces[i:i + batch]
             for (_, ends), enc in zip(part, encode([c for c, _ in part], add_special_tokens=False)):

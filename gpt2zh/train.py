@@ -495,7 +495,7 @@ def check_shared_run_dir(accelerator, out: Path) -> None:
 
 
 def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: bool, mixed: str) -> dict:
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     tc = job.run.train
     main = accelerator.is_main_process
@@ -581,7 +581,8 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
     stop = StopSignal()
     status = "finished"
     t_start = time.time()
-    bar = tqdm(total=max_steps, initial=step, desc="train", disable=not (main and job.progress), dynamic_ncols=True)
+    bar = progress_bar(total=max_steps, initial=step, desc="train", unit="step", disable=not (main and job.progress),
+                       dynamic_ncols=True)
     it = loader.iterate(pos)
     loss_sum = torch.zeros((), device=device)
     bad = torch.zeros((), dtype=torch.bool, device=device)

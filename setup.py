@@ -28,8 +28,12 @@ setup(
         "safetensors>=0.4",
         "fastapi>=0.110",
         "uvicorn>=0.29",
+        "huggingface_hub>=0.23",   # models and vocabularies by Hub ID
+        "livelossplot>=0.5",       # the live loss plot in a notebook (from 0.5 each series keeps its own steps)
     ],
-    extras_require={"test": ["pytest>=7", "httpx>=0.27", "openai>=1.30", "selenium>=4.20", "psutil>=5.9"],
+    extras_require={"test": ["pytest>=7", "httpx>=0.27", "openai>=1.30", "selenium>=4.20", "psutil>=5.9",
+                             "nbclient>=0.7", "nbformat>=5", "ipykernel>=6", "ipywidgets>=8"],
+                    "notebook": ["ipykernel>=6", "ipywidgets>=8", "openai>=1.30"],
                     "tensorboard": ["tensorboard"]},
     entry_points={"console_scripts": ["gpt2zh = gpt2zh.cli:main"]},
 )

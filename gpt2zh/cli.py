@@ -172,6 +172,11 @@ def add_train(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set n_layer=6 --set dropout=0.1 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--live-plot", action=argparse.BooleanOptionalAction, default=None,
+                   help="livelossplot's live loss plot (training loss at each log interval, validation loss and "
+                        "perplexity at each evaluation). On by default when training runs inside a Jupyter "
+                        "notebook (gpt2zh.train.train from a cell); a terminal has no cell to draw in, so there "
+                        "the plot is loss.png in the run directory, redrawn every 30 s")
     p.set_defaults(func=run_train)
 
 
@@ -227,6 +232,7 @@ def _train_job(args):
             raise UserError(f"--init-from {args.init_from}: holds no config.json (not a model directory)")
     return TrainJob(data=args.data, out=args.out, run=run, resume=args.resume, init_from=args.init_from,
                     max_minutes=args.max_minutes, log_with=args.log_with, progress=not args.quiet,
+                    live_plot=args.live_plot,
                     peak_tflops=args.peak_tflops)
 
 

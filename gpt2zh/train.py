@@ -25,6 +25,7 @@ import torch
 from .config import RunConfig
 from .data import BatchLoader, Position, Windows, eval_windows
 from .locks import DirLock
+from .runlog import RunLog, live_plot_for, plot_run, read_log  # noqa: F401  (plot_run, read_log: re-exported)
 from .model import build_model, flops_per_token, lm_loss, load_model, peak_flops, set_generation_defaults
 from .shards import load_tokenizer, load_tokens, read_manifest, shared_tokens
 from .train_job import DivergedError, TrainingError, TrainJob  # noqa: F401  (re-exported)
@@ -257,117 +258,6 @@ def save_best(accelerator, raw_model, out: Path, data_dir: Path, info: dict) -> 
 
 
 # ----------------------------------------------------------------------------
-# Logging: a JSON-lines log, a loss plot, optional Accelerate trackers
-
-
-def read_log(path: Path) -> list[dict]:
-    """The records of a log.jsonl; a damaged line (power loss, full disk: usually the last) is
-    skipped with a warning that names the file."""
-    records, bad = [], []
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            bad.append(n)
-            continue
-        if isinstance(rec, dict):
-            records.append(rec)
-        else:
-            bad.append(n)
-    if bad:
-        warnings.warn(f"{path}: skipped {len(bad)} damaged line(s) (line {', '.join(map(str, bad[:5]))}"
-                      f"{' ...' if len(bad) > 5 else ''}); the run goes on from its checkpoint", stacklevel=2)
-    return records
-
-
-def plot_run(records: list[dict], path: Path, title: str = "") -> None:
-    """loss.png: training loss at every log interval and validation loss at each evaluation
-    (markers, so that one evaluation shows), and tokens/s below."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
-    speed = [(r["step"], r["tokens_per_s"]) for r in records if "tokens_per_s" in r]
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    if train:
-        ax.plot(*zip(*train), "-", color="tab:blue", lw=1, marker="." if len(train) < 60 else None,
-                label="training loss (mean over each log interval)")
-    if val:
-        tokens = next((r.get("val_tokens") for r in reversed(records) if r.get("val_tokens")), None)
-        ax.plot(*zip(*val), "-o", color="tab:orange", ms=5,
-                label="validation loss" + (f" ({tokens:,} tokens)" if tokens else ""))
-        best = min(val, key=lambda v: v[1])
-        ax.annotate(f"best {best[1]:.3f} (ppl {math.exp(min(best[1], 50)):.1f})", best, textcoords="offset points",
-                    xytext=(-6, 10), ha="right", fontsize=8)
-    ax.set_ylabel("loss (nats per token)")
-    ax.grid(alpha=0.3)
-    if train or val:
-        ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(title or "training", fontsize=10)
-    if speed:
-        ax2.plot(*zip(*speed), "-", color="tab:green", lw=1, marker="." if len(speed) < 60 else None)
-    ax2.set_ylabel("tokens/s")
-    ax2.set_xlabel("optimizer step")
-    ax2.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-class RunLog:
-    """log.jsonl (one JSON record per line), loss.png, and Accelerate's trackers if asked."""
-
-    PLOT_EVERY_S = 30.0   # redraw at log intervals at most this often (and at every evaluation)
-
-    def __init__(self, out: Path, enabled: bool, accelerator, log_with: str | None, run: RunConfig):
-        self.enabled = enabled
-        self.path = out / "log.jsonl"
-        self.plot_path = out / "loss.png"
-        self.accelerator, self.log_with = accelerator, log_with
-        self.records: list[dict] = []
-        self.title = f"gpt2zh train: {out.name}"
-        self._plotted = 0.0
-        if log_with:
-            flat = {f"{k}.{kk}": vv for k, v in run.to_dict().items() if isinstance(v, dict) for kk, vv in v.items()}
-            accelerator.init_trackers("gpt2zh", config={k: v for k, v in flat.items() if v is not None})
-
-    def resume_at(self, step: int) -> None:
-        """Forget records past the checkpoint a run resumes from (a killed run may have logged
-        further); keep the rest so the plot shows the whole run."""
-        if not self.enabled or not self.path.exists():
-            return
-        self.records = [r for r in read_log(self.path) if r.get("step", 0) <= step]
-        tmp = self.path.with_name(".log.jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records), encoding="utf-8")
-        os.replace(tmp, self.path)
-
-    def write(self, record: dict) -> None:
-        if self.log_with:
-            self.accelerator.log({k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))},
-                                 step=record["step"])
-        if not self.enabled:
-            return
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        self.records.append(record)
-        if "val_loss" in record or time.time() - self._plotted > self.PLOT_EVERY_S:
-            self.plot()
-
-    def plot(self) -> None:
-        if self.enabled and self.records:
-            plot_run(self.records, self.plot_path, self.title)
-            self._plotted = time.time()
-
-
-# ----------------------------------------------------------------------------
 
 
 def _model_for_job(job: TrainJob, resume_dir: Path | None, tok, manifest: dict):
@@ -560,7 +450,10 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
 
     if main:
         (out / "run_config.json").write_text(json.dumps(job.run.to_dict(), indent=1), encoding="utf-8")
-    log = RunLog(out, main, accelerator, job.log_with, job.run)
+    live, notice = live_plot_for(job.live_plot) if main else (None, None)
+    if notice:
+        print(notice, file=sys.stderr)
+    log = RunLog(out, main, accelerator, job.log_with, job.run, live)
     if resume_dir is not None:
         log.resume_at(step)
     elif main and log.path.exists():
@@ -692,7 +585,7 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
         results["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
     if main:
         (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-        log.plot()
+        log.plot(final=True)
         msg = f"{status} at step {step}; checkpoint {last_saved}"
         if best is not None:
             msg += (f"; best validation perplexity {math.exp(best):.2f} on {results.get('val_tokens', 0):,} tokens "

@@ -25,4 +25,5 @@ class TrainJob:
     max_minutes: float | None = None   # wall-clock budget; stops with an evaluation and a checkpoint
     log_with: str | None = None        # an Accelerate tracker, e.g. "tensorboard"
     progress: bool = True
+    live_plot: bool | None = None      # livelossplot in a notebook: None = on when in one, True = asked for
     peak_tflops: float | None = None

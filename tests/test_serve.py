@@ -285,8 +285,15 @@ def test_logprobs_plain_and_streaming(client, model_id):
     assert complete(client, model_id, max_tokens=5).choices[0].logprobs is None
 
 
-def test_fields_we_do_not_take_are_refused_by_name(server, model_id):
+def test_fields_we_do_not_take_are_refused_by_name(server, client, model_id):
     """issue 17: every field an OpenAI completions client can send is honoured or refused by name."""
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as e:   # as the openai client meets it
+        complete(client, model_id, max_tokens=2, extra_body={"temprature": 0.5})
+    assert "'temprature'" in str(e.value) and e.value.body["param"] == "temprature"
+    with pytest.raises(openai.BadRequestError, match="logprobs"):
+        complete(client, model_id, max_tokens=2, logprobs=6)
     err = assert_error(post(server, {"prompt": "x", "min_p": 0.1, "typical_p": 0.9}), 400, "min_p")
     assert "'min_p', 'typical_p'" in err["message"] and err["code"] == "unsupported_field"
     assert_error(post(server, {"prompt": "x", "top_logprobs": 2}), 400, "top_logprobs")

@@ -163,6 +163,14 @@ def add_train(sub) -> None:
     p.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
     p.add_argument("--lr", type=float, help=f"learning rate, fixed (no scheduler) after the preset's optional linear "
                                             f"warm-up; presets: {_preset_lrs()}")
+    p.add_argument("--optimizer", choices=["adamw", "muon"],
+                   help="adamw: the notes' recipe (every preset's default); muon: Muon on the transformer blocks' "
+                        "matrices (Q, K and V each on its own) and AdamW on embeddings, norms and biases, at the "
+                        "same --lr (see bench/RESULTS.md, 'Training recipes')")
+    p.add_argument("--cooldown", type=float, metavar="FRAC",
+                   help="after the fixed rate, decay it linearly to 0 over the last FRAC of the steps (or of "
+                        "--max-minutes, whichever ends the run first). The checkpoint where the cool-down begins "
+                        "is kept: --resume with more steps continues from it at the fixed rate and cools again")
     p.add_argument("--save-steps", type=int, help="checkpoint every N steps")
     p.add_argument("--eval-interval", type=int, help="evaluate every N steps")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="auto: bf16 on capable GPUs, fp32 on CPU")
@@ -212,6 +220,7 @@ def _train_job(args):
         run = RunConfig.from_name("tiny")
     flags = {"max_steps": args.max_steps, "epochs": args.epochs, "batch_size": args.batch_size,
              "grad_accum": args.grad_accum, "lr": args.lr, "save_steps": args.save_steps,
+             "optimizer": args.optimizer, "cooldown": args.cooldown,
              "eval_interval": args.eval_interval, "precision": args.precision,
              "compile": "off" if args.no_compile else None}
     items = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(args.overrides)

@@ -1,7 +1,7 @@
 """`gpt2zh train`: shards in RAM -> half-stride windows -> GPT2LMHeadModel through
 Accelerate, on a CPU, one GPU, or many (`accelerate launch -m gpt2zh train ...`).
 
-Read top to bottom: setup (data, model, optimizer, resume), then one loop that
+Read top to bottom: setup (data, model, optimizers, resume), then one loop that
 steps, logs sparingly, evaluates, saves, and honours SIGINT/SIGTERM.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch
 from .config import RunConfig
 from .data import BatchLoader, Position, Windows, eval_windows
 from .locks import DirLock
+from .optim import Schedule, make_optimizers
 from .runlog import RunLog, live_plot_for, plot_run, read_log  # noqa: F401  (plot_run, read_log: re-exported)
 from .model import build_model, flops_per_token, lm_loss, load_model, peak_flops, set_generation_defaults
 from .shards import load_tokenizer, load_tokens, read_manifest, shared_tokens
@@ -151,15 +152,6 @@ class StopSignal:
             signal.signal(sig, old)
 
 
-def make_optimizer(model, tc, fused: bool):
-    # Weight decay on matrices only (nanoGPT): biases and LayerNorm gains stay free.
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    kwargs = {"fused": True} if fused else {}
-    return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), **kwargs)
-
-
 # ----------------------------------------------------------------------------
 # Evaluation
 
@@ -223,8 +215,15 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(gone, ignore_errors=True)
 
 
-def save_checkpoint(accelerator, raw_model, optimizer, out: Path, data_dir: Path, step: int,
-                    pos: Position, info: dict, keep_last: int) -> Path:
+PRE_COOLDOWN = "PRE_COOLDOWN"   # marks the checkpoint where a cool-down began: never retired (one kept)
+
+
+def _pre_cooldown(ckpt: Path) -> bool:
+    return (ckpt / PRE_COOLDOWN).exists()
+
+
+def save_checkpoint(accelerator, raw_model, optimizers, out: Path, data_dir: Path, step: int,
+                    pos: Position, info: dict, keep_last: int, pre_cooldown: bool = False) -> Path:
     root = out / "checkpoints"
     final = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}"
@@ -236,14 +235,21 @@ def save_checkpoint(accelerator, raw_model, optimizer, out: Path, data_dir: Path
     if accelerator.is_main_process:
         _write_model_dir(tmp, raw_model, data_dir, info)
         _fault("save:model-written")
-        torch.save({"optimizer": optimizer.state_dict(), "step": step, "epoch": pos.epoch, "batch": pos.batch,
+        torch.save({"optimizers": [o.state_dict() for o in optimizers],
+                    "optimizer_kinds": [type(getattr(o, "optimizer", o)).__name__ for o in optimizers],
+                    "step": step, "epoch": pos.epoch, "batch": pos.batch,
                     "best_val_loss": info.get("best_val_loss"), "world_size": accelerator.num_processes},
                    tmp / "trainer_state.pt")
+        if pre_cooldown:
+            (tmp / PRE_COOLDOWN).write_text(f"the fixed-rate phase ended at step {step}\n", encoding="utf-8")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _replace_dir(tmp, final)
-        for old in checkpoints(out)[:-keep_last]:
-            _retire(old)
+        older = checkpoints(out)[:-keep_last]
+        kept = [c for c in older if _pre_cooldown(c)][-1:]   # the newest start of a cool-down stays
+        for old in older:
+            if old not in kept:
+                _retire(old)
     accelerator.wait_for_everyone()
     return final
 
@@ -384,6 +390,57 @@ def check_shared_run_dir(accelerator, out: Path) -> None:
             (f" (this process, on {socket.gethostname()}, does not)" if seen != token else ""))
 
 
+def _step_of(ckpt: Path) -> int:
+    return int(ckpt.name.split("-")[1])
+
+
+def schedule_info(schedule: Schedule, cooled: bool) -> dict:
+    """What a checkpoint records of its schedule (in gpt2zh.json, readable without torch)."""
+    return {"total": schedule.total, "cooldown": schedule.cooldown, "cooled": cooled}
+
+
+def _schedule_of(ckpt: Path) -> dict:
+    try:
+        return json.loads((ckpt / "gpt2zh.json").read_text(encoding="utf-8")).get("schedule") or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def rewind_for_cooldown(out: Path, newest: Path, total: int, tc) -> tuple[Path, str] | None:
+    """(checkpoint, what it means) when a resumed run should not continue from `newest`: the
+    run already cooled down and is now asked for more steps than it planned, so it goes back to
+    the checkpoint where its cool-down began (warm-up, stable, decay: the stable phase goes on,
+    and the run cools again at its new end). None: continue from `newest`."""
+    sched = _schedule_of(newest)
+    if not sched.get("cooled") or total <= sched.get("total", 0):
+        return None   # not cooled, or finishing the cool-down it was interrupted in
+    starts = [c for c in checkpoints(out) if _pre_cooldown(c) and _step_of(c) < _step_of(newest)]
+    if not starts:
+        print(f"warning: {newest} is past a cool-down whose starting checkpoint is gone: continuing from the "
+              f"cooled weights at the fixed rate", file=sys.stderr)
+        return None
+    start = starts[-1]
+    again = (f"cooling again over the last {tc.cooldown:.0%} of the {total:,} steps" if tc.cooldown else
+             "with no --cooldown the rate then stays fixed to the end")
+    return start, (f"{out} cooled down after step {_step_of(start):,} (planned {sched.get('total', 0):,} steps); "
+                   f"{total:,} steps are asked for, so it continues from the checkpoint where the cool-down began "
+                   f"(step {_step_of(start):,}) at the fixed rate {tc.lr:g}, {again}; the checkpoints after it are "
+                   "set aside and best/ is kept")
+
+
+def load_optimizer_states(optimizers, state: dict, tc, ckpt: Path) -> None:
+    """The optimizers' states from a checkpoint (also one written before Muon existed)."""
+    saved = state.get("optimizers") or [state["optimizer"]]
+    kinds = state.get("optimizer_kinds") or ["AdamW"]
+    want = [type(getattr(o, "optimizer", o)).__name__ for o in optimizers]
+    if kinds != want:
+        raise TrainingError(f"{ckpt} was trained with {'+'.join(kinds)}, and this run asks for {tc.optimizer} "
+                            f"({'+'.join(want)}): resume with --optimizer {'muon' if 'Muon' in kinds else 'adamw'}, "
+                            "or start a new run (--init-from the checkpoint) to switch optimizers")
+    for o, sd in zip(optimizers, saved):
+        o.load_state_dict(sd)
+
+
 def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: bool, mixed: str) -> dict:
     from .progress import progress_bar
 
@@ -426,17 +483,29 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
     val_rows = eval_windows(val_tokens, n_ctx, tc.eval_max_tokens)
     char_len = torch.from_numpy(token_char_lengths(tok, model.config.vocab_size)).to(device)
 
+    rewound = False
+    if resume_dir is not None:
+        back = rewind_for_cooldown(out, resume_dir, max_steps, tc)
+        if back is not None:   # more steps for a run that already cooled: from where its cool-down began
+            resume_dir, note = back
+            model, rewound = load_model(resume_dir), True
+            if main:
+                print(note, file=sys.stderr)
     raw_model = model.to(device)
     raw_model.train()
-    optimizer = make_optimizer(raw_model, tc, fused=device.type == "cuda")
-    model, optimizer = accelerator.prepare(raw_model, optimizer)
+    fused = tc.fused_adamw == "on" or (tc.fused_adamw == "auto" and device.type == "cuda")
+    optimizers = make_optimizers(raw_model, tc, fused=fused)
+    model, *optimizers = accelerator.prepare(raw_model, *optimizers)
 
     # -- resume: optimizer, position, RNG
     step, pos, best = 0, Position(), None
     if resume_dir is not None:
         state = torch.load(resume_dir / "trainer_state.pt", weights_only=False,
                            map_location=device if device.type != "cpu" else "cpu")  # (multi-node CPU: "cpu:0")
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_states(optimizers, state, tc, resume_dir)
+        if rewound and main:   # (only now: a refused resume must leave every checkpoint in place)
+            for later in [c for c in checkpoints(out) if _step_of(c) > _step_of(resume_dir)]:
+                _retire(later)
         step, pos, best = state["step"], Position(state["epoch"], state["batch"]), state.get("best_val_loss")
         rng_file = resume_dir / f"rng_rank{rank}.pt"
         if rng_file.exists() and state.get("world_size") == world:
@@ -468,9 +537,13 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
         n_params = sum(p.numel() for p in raw_model.parameters())
         print(f"model {n_params / 1e6:.2f} M parameters, n_ctx {n_ctx}, {len(windows):,} windows "
               f"(stride {windows.stride}), {loader.batches_per_epoch:,} steps/epoch, {world} process(es) on "
-              f"{device.type}, precision {mixed if mixed != 'no' else 'fp32'}, compile {use_compile}",
+              f"{device.type}, precision {mixed if mixed != 'no' else 'fp32'}, compile {use_compile}, "
+              f"{'Muon + ' if tc.optimizer == 'muon' else ''}{'fused ' if fused else ''}AdamW, lr {tc.lr:g}"
+              + (f" cooling over the last {tc.cooldown:.0%}" if tc.cooldown else " fixed"),
               file=sys.stderr)
 
+    schedule = Schedule(tc.warmup_steps, tc.cooldown, max_steps, job.max_minutes * 60 if job.max_minutes else None)
+    cooling = resume_dir is not None and bool(_schedule_of(resume_dir).get("cooled"))   # resumed mid-cool-down
     stop = StopSignal()
     status = "finished"
     t_start = time.time()
@@ -489,9 +562,20 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
             p, batch = next(it)
             wait_step = time.perf_counter() - t0
             batch = batch.to(device, non_blocking=True)
-            if tc.warmup_steps and step < tc.warmup_steps:
-                for g in optimizer.param_groups:
-                    g["lr"] = tc.lr * (step + 1) / tc.warmup_steps
+            if not cooling and schedule.cooling(step, time.time() - t_start):
+                cooling = True
+                # where the fixed rate ends: kept, so that a longer run can continue from it
+                resumed_here = resume_dir is not None and _step_of(resume_dir) == step and _pre_cooldown(resume_dir)
+                if step > 0 and not resumed_here:
+                    t_save = time.perf_counter()
+                    save_checkpoint(accelerator, raw_model, optimizers, out, data_dir, step, pos,
+                                    {**info, "step": step, "best_val_loss": best, **results,
+                                     "schedule": schedule_info(schedule, False)}, tc.keep_last,
+                                    pre_cooldown=True)
+                    window_start += time.perf_counter() - t_save
+            lr = tc.lr * schedule.factor(step, time.time() - t_start)
+            for g in (g for o in optimizers for g in o.param_groups):   # (load_state_dict replaces the groups)
+                g["lr"] = lr
             for m in range(tc.grad_accum):
                 xb = batch[m * local_micro:(m + 1) * local_micro]
                 sync = accelerator.no_sync(model) if m < tc.grad_accum - 1 else contextlib.nullcontext()
@@ -502,8 +586,9 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
             bad |= ~torch.isfinite(loss_sum)
             if tc.grad_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            for o in optimizers:
+                o.step()
+                o.zero_grad(set_to_none=True)
             step += 1
             pos = Position(p.epoch, p.batch + 1) if p.batch + 1 < loader.batches_per_epoch else Position(p.epoch + 1, 0)
             window_steps += 1
@@ -534,7 +619,7 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
                 total_wait += wait
                 total_time += elapsed
                 timed_steps += window_steps
-                rec = {"step": step, "loss": round(mean_loss, 6), "lr": optimizer.param_groups[0]["lr"],
+                rec = {"step": step, "loss": round(mean_loss, 6), "lr": lr,
                        "tokens_per_s": round(tps, 1), "data_wait": round(wait / elapsed, 4)}
                 if mfu is not None:
                     rec["mfu"] = round(mfu, 4)
@@ -564,8 +649,9 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
                               f"(per character {ev['val_ppl_char']:.2f}) on {ev['val_tokens']:,} tokens"
                               + (" (best)" if best == ev["val_loss"] else ""))
             if step % tc.save_steps == 0 or step == max_steps or stop_now:
-                last_saved = save_checkpoint(accelerator, raw_model, optimizer, out, data_dir, step, pos,
-                                             {**info, "step": step, "best_val_loss": best, **results}, tc.keep_last)
+                last_saved = save_checkpoint(accelerator, raw_model, optimizers, out, data_dir, step, pos,
+                                             {**info, "step": step, "best_val_loss": best, **results,
+                                              "schedule": schedule_info(schedule, cooling)}, tc.keep_last)
             window_start += time.perf_counter() - t_aside
             if stop_now:
                 status = "time budget reached" if over_time and not stop.requested else "interrupted"

@@ -156,6 +156,11 @@ def add_train(sub) -> None:
     p.add_argument("--epochs", type=float, help="epochs over the windows, when --max-steps is not given [1]")
     p.add_argument("--max-minutes", type=float, help="stop (with evaluation and checkpoint) after this wall time")
     p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --out")
+    p.add_argument("--auto", action="store_true",
+                   help="choose shape, batch, steps, learning rate, dropout and recipe for these shards and the "
+                        "--max-minutes budget by measuring this machine first (what `gpt2zh plan` prints); --set "
+                        "still overrides any of it. One process (for several, run `gpt2zh plan --processes N` and "
+                        "pass its settings)")
     p.add_argument("--init-from", help="fine-tune: start from this GPT2LMHeadModel directory or Hugging Face Hub ID "
                                         "(owner/name[@revision]; the shards must use its tokenizer: prepare them "
                                         "with --vocab set to the same)")
@@ -234,6 +239,8 @@ def _train_job(args):
     read_manifest(Path(args.data))
     if int(os.environ.get("RANK", "0")) == 0:
         DirLock(Path(args.out) / ".lock", f"run directory {args.out}").check()
+    if args.auto and not (args.resume and saved.exists()):
+        run = _auto_config(args, run, world)
     if args.init_from:   # a directory or a Hub ID, fetched now: a bad name stops before torch loads
         from .hub import fetch
 
@@ -243,6 +250,53 @@ def _train_job(args):
                     max_minutes=args.max_minutes, log_with=args.log_with, progress=not args.quiet,
                     live_plot=args.live_plot,
                     peak_tflops=args.peak_tflops)
+
+
+def _auto_config(args, run, world: int):
+    """train --auto: the plan's settings, with the user's --set on top (checked before measuring)."""
+    if args.max_minutes is None:
+        raise UserError("--auto needs a budget: --max-minutes N (the plan sizes the model to what it can train)")
+    if world > 1:
+        raise UserError("--auto plans in one process: run `gpt2zh plan --data DIR --budget Nm --processes "
+                        f"{world}` and launch with the settings it prints")
+    from .plan import make_plan
+
+    plan = make_plan(args.data, args.max_minutes * 60)
+    print(plan.report(), file=sys.stderr)
+    return run.override(plan.overrides + list(args.overrides))
+
+
+# ----------------------------------------------------------------------------
+# plan
+
+
+def add_plan(sub) -> None:
+    p = sub.add_parser("plan", help="choose a model shape and recipe for a corpus and a time budget",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Reads the corpus size from the shards, measures this machine's training speed "
+                                   "for a few candidate shapes (a few steps each), and prints the shape, batch, "
+                                   "steps, learning rate, dropout and recipe it would train within the budget, with "
+                                   "why: parameters, tokens per parameter, epochs over the data, expected tokens/s "
+                                   "and finishing time. `gpt2zh train --auto --max-minutes N` trains what it picks.")
+    p.add_argument("--data", required=True, help="shard directory written by `gpt2zh prepare`")
+    p.add_argument("--budget", default="15m", help="training time: 15m, 2h, 1h30m, 90s, or minutes")
+    p.add_argument("--processes", type=int, default=1, help="processes (GPUs) the job will run on")
+    p.add_argument("--device", help="cpu or cuda (none: cuda when there is one)")
+    p.set_defaults(func=run_plan)
+
+
+def run_plan(args) -> int:
+    from .plan import parse_budget
+    from .shards import read_manifest
+
+    budget = parse_budget(args.budget)          # checked before torch loads
+    if args.processes < 1:
+        raise UserError("--processes must be >= 1")
+    read_manifest(Path(args.data))
+    from .plan import make_plan
+
+    print(make_plan(args.data, budget, args.processes, args.device).report())
+    return 0
 
 
 # ----------------------------------------------------------------------------
@@ -527,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_prepare(sub)
     add_import(sub)
     add_train(sub)
+    add_plan(sub)
     add_eval(sub)
     add_calibrate(sub)
     add_generate(sub)

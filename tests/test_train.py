@@ -65,9 +65,11 @@ def _accelerate(args, env_extra=None, timeout=600):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def test_two_processes_train_as_one_job(novel_shards, tmp_path):
+@pytest.mark.parametrize("recipe", [[], ["--optimizer", "muon", "--grad-accum", "2", "--cooldown", "0.25"]],
+                         ids=["adamw", "muon-accum-cooldown"])
+def test_two_processes_train_as_one_job(novel_shards, tmp_path, recipe):
     common = ["--data", str(novel_shards), "--config", "tiny", "--max-steps", "8", "--quiet",
-              *[f"--set={o}" for o in TINY], "--set=eval_interval=4", "--set=save_steps=4"]
+              *[f"--set={o}" for o in TINY], "--set=eval_interval=4", "--set=save_steps=4", *recipe]
     proc = _accelerate(common + ["--out", str(tmp_path / "ddp")])
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "ddp" / "results.json").read_text())

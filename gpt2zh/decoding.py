@@ -27,7 +27,7 @@ def resolve_model_dir(path: str | Path) -> Path:
     """A model directory, a run directory (its best checkpoint, else the newest), or a Hugging
     Face Hub ID (its cached snapshot, fetched if need be)."""
     from .hub import fetch, is_hub_id
-    from .train import checkpoints
+    from .rundir import checkpoints
 
     p = fetch(str(path)) if is_hub_id(str(path)) else Path(path)
     if (p / "config.json").exists():

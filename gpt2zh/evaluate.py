@@ -89,7 +89,7 @@ def evaluate_model(model_dir: str | Path, files: list[str] | None = None, data: 
     from .decoding import load_token_table, resolve_model_dir
     from .model import load_model
     from .shards import load_tokens
-    from .train import token_char_lengths
+    from .vocab import token_char_lengths
 
     cfg = cfg or EvalConfig()
     model_dir = resolve_model_dir(model_dir)

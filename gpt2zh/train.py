@@ -10,7 +10,6 @@ import contextlib
 import json
 import math
 import os
-import random
 import shutil
 import signal
 import socket
@@ -22,34 +21,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import RunConfig
 from .data import BatchLoader, Position, Windows, eval_windows
 from .locks import DirLock
 from .optim import Schedule, make_optimizers
+from .rundir import (checkpoints, retire, save_best, save_checkpoint, schedule_of,
+                     set_rng_state, starts_cooldown, step_of, sweep)
 from .runlog import RunLog, live_plot_for, plot_run, read_log  # noqa: F401  (plot_run, read_log: re-exported)
 from .model import build_model, flops_per_token, lm_loss, load_model, peak_flops, set_generation_defaults
 from .shards import load_tokenizer, load_tokens, read_manifest, shared_tokens
 from .train_job import DivergedError, TrainingError, TrainJob  # noqa: F401  (re-exported)
-from .degeneration import calibrate_shards, copy_to as copy_calibration
-from .vocab import specials_of, tokenizer_hash
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-
-
-_FAULT_HITS: dict[str, int] = {}
-
-
-def _fault(point: str) -> None:
-    """Fault injection for the crash tests: GPT2ZH_FAULT=point[@n] kills this process
-    (SIGKILL, no clean-up) the n-th time (default: first) it gets there, e.g. inside a
-    checkpoint save or delete."""
-    want = os.environ.get("GPT2ZH_FAULT")
-    if not want or want.split("@")[0] != point:
-        return
-    _FAULT_HITS[point] = _FAULT_HITS.get(point, 0) + 1
-    if _FAULT_HITS[point] == int(want.split("@")[1] if "@" in want else 1):
-        os.kill(os.getpid(), signal.SIGKILL)
-
+from .degeneration import calibrate_shards
+from .vocab import specials_of, token_char_lengths, tokenizer_hash  # noqa: F401  (re-exported)
 
 # ----------------------------------------------------------------------------
 # Setup helpers
@@ -71,66 +53,6 @@ def resolve_precision(requested: str) -> str:
     if requested == "bf16" and not cuda:
         warnings.warn("bf16 autocast on this CPU is ~20x slower than fp32", stacklevel=2)
     return "bf16" if requested == "bf16" else "no"
-
-
-def token_char_lengths(tok, vocab_size: int) -> np.ndarray:
-    """Characters each token id stands for (0 for special tokens), for per-character perplexity."""
-    special = {t.content for t in tok.get_added_tokens_decoder().values()}
-    lengths = np.zeros(vocab_size, dtype=np.int64)
-    for piece, i in tok.get_vocab().items():
-        if i < vocab_size and piece not in special:
-            lengths[i] = len(piece[2:] if piece.startswith("##") else piece)
-    return lengths
-
-
-MODEL_FILES = ("config.json", "model.safetensors")
-
-
-def _complete(ckpt: Path) -> bool:
-    return all((ckpt / f).exists() for f in MODEL_FILES + ("trainer_state.pt",))
-
-
-def checkpoints(out: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    root = out / "checkpoints"
-    if not root.exists():
-        return []
-    done = [p for p in root.glob("step-*") if p.name[5:].isdigit() and _complete(p)]
-    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
-
-
-def sweep(out: Path) -> list[str]:
-    """Remove what an interrupted save or delete left behind: temporary and retired folders,
-    and step folders that are not complete (older versions deleted in place). A `best/` caught
-    between its two renames is put back. Returns what was removed."""
-    removed = []
-    best = out / "best"
-    retired_best = sorted(out.glob(".retired-best*"))
-    if not best.exists() and retired_best and all((retired_best[-1] / f).exists() for f in MODEL_FILES):
-        retired_best[-1].rename(best)
-    root = out / "checkpoints"
-    leftovers = [p for p in out.glob(".tmp-*")] + [p for p in out.glob(".retired-*")] + \
-                [p for p in out.glob(".old-*")]
-    if root.exists():
-        leftovers += [p for p in root.iterdir() if p.name.startswith((".tmp-", ".retired-", ".old-"))
-                      or (p.name.startswith("step-") and not _complete(p))]
-    for p in leftovers:
-        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-        removed.append(str(p.relative_to(out)))
-    return removed
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
 
 
 class StopSignal:
@@ -179,88 +101,6 @@ def evaluate(model, rows: np.ndarray, batch: int, accelerator, char_len: torch.T
     loss = nll / max(n, 1)
     return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50)),
             "val_ppl_char": math.exp(min(nll / max(chars, 1), 50)), "val_tokens": int(n), "val_chars": int(chars)}
-
-
-# ----------------------------------------------------------------------------
-# Checkpoints: Hugging Face model directory + trainer state, written atomically
-
-
-def _write_model_dir(path: Path, raw_model, data_dir: Path, info: dict) -> None:
-    raw_model.save_pretrained(path, safe_serialization=True)
-    for name in TOKENIZER_FILES:
-        shutil.copy2(data_dir / name, path / name)
-    # the chapter measures' human bands travel with the model
-    copy_calibration(path.parent.parent if path.parent.name == "checkpoints" else path.parent, path)
-    (path / "gpt2zh.json").write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
-
-
-def _set_aside(path: Path) -> Path:
-    """Rename a folder out of the way (atomic): a kill at any moment leaves either the whole
-    folder under its name or none of it; the start-up sweep deletes what was set aside."""
-    gone = path.with_name(f".retired-{path.name}-{os.getpid()}")
-    path.rename(gone)
-    return gone
-
-
-def _retire(path: Path) -> None:
-    gone = _set_aside(path)
-    _fault("delete:renamed")
-    shutil.rmtree(gone, ignore_errors=True)
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    gone = _set_aside(final) if final.exists() else None
-    tmp.rename(final)
-    if gone is not None:
-        shutil.rmtree(gone, ignore_errors=True)
-
-
-PRE_COOLDOWN = "PRE_COOLDOWN"   # marks the checkpoint where a cool-down began: never retired (one kept)
-
-
-def _pre_cooldown(ckpt: Path) -> bool:
-    return (ckpt / PRE_COOLDOWN).exists()
-
-
-def save_checkpoint(accelerator, raw_model, optimizers, out: Path, data_dir: Path, step: int,
-                    pos: Position, info: dict, keep_last: int, pre_cooldown: bool = False) -> Path:
-    root = out / "checkpoints"
-    final = root / f"step-{step:08d}"
-    tmp = root / f".tmp-step-{step:08d}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    torch.save(rng_state(), tmp / f"rng_rank{accelerator.process_index}.pt")
-    if accelerator.is_main_process:
-        _write_model_dir(tmp, raw_model, data_dir, info)
-        _fault("save:model-written")
-        torch.save({"optimizers": [o.state_dict() for o in optimizers],
-                    "optimizer_kinds": [type(getattr(o, "optimizer", o)).__name__ for o in optimizers],
-                    "step": step, "epoch": pos.epoch, "batch": pos.batch,
-                    "best_val_loss": info.get("best_val_loss"), "world_size": accelerator.num_processes},
-                   tmp / "trainer_state.pt")
-        if pre_cooldown:
-            (tmp / PRE_COOLDOWN).write_text(f"the fixed-rate phase ended at step {step}\n", encoding="utf-8")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        _replace_dir(tmp, final)
-        older = checkpoints(out)[:-keep_last]
-        kept = [c for c in older if _pre_cooldown(c)][-1:]   # the newest start of a cool-down stays
-        for old in older:
-            if old not in kept:
-                _retire(old)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def save_best(accelerator, raw_model, out: Path, data_dir: Path, info: dict) -> None:
-    if accelerator.is_main_process:
-        tmp = out / ".tmp-best"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        _write_model_dir(tmp, raw_model, data_dir, info)
-        _replace_dir(tmp, out / "best")
 
 
 # ----------------------------------------------------------------------------
@@ -390,8 +230,47 @@ def check_shared_run_dir(accelerator, out: Path) -> None:
             (f" (this process, on {socket.gethostname()}, does not)" if seen != token else ""))
 
 
-def _step_of(ckpt: Path) -> int:
-    return int(ckpt.name.split("-")[1])
+class Throughput:
+    """Training speed, measured over log windows, with evaluation and saving set aside:
+    tokens/s and the share of step time spent waiting for data, per window and overall."""
+
+    def __init__(self, tokens_per_step: int):
+        self.tokens_per_step = tokens_per_step
+        self.window_start, self.window_steps, self.wait = time.perf_counter(), 0, 0.0
+        self.total_wait, self.total_time, self.timed_steps = 0.0, 0.0, 0
+
+    def waited(self, seconds: float) -> None:
+        self.wait += seconds
+
+    def stepped(self) -> None:
+        self.window_steps += 1
+
+    @contextlib.contextmanager
+    def aside(self):
+        """Time spent inside does not count against training speed."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.window_start += time.perf_counter() - t0
+
+    def close_window(self) -> tuple[float, float]:
+        """(tokens/s, data-wait share) of the window since the last one; a new window starts."""
+        elapsed = max(time.perf_counter() - self.window_start, 1e-9)
+        tps, share = self.window_steps * self.tokens_per_step / elapsed, self.wait / elapsed
+        self.total_wait += self.wait
+        self.total_time += elapsed
+        self.timed_steps += self.window_steps
+        self.window_start, self.window_steps, self.wait = time.perf_counter(), 0, 0.0
+        return tps, share
+
+    def seconds_per_step(self) -> float:
+        return self.total_time / max(1, self.timed_steps)
+
+    def summary(self) -> dict:
+        t = self.total_time
+        return {"tokens_per_s": self.timed_steps * self.tokens_per_step / t if t else None,
+                "data_wait_share": self.total_wait / t if t else None}
 
 
 def schedule_info(schedule: Schedule, cooled: bool) -> dict:
@@ -399,22 +278,15 @@ def schedule_info(schedule: Schedule, cooled: bool) -> dict:
     return {"total": schedule.total, "cooldown": schedule.cooldown, "cooled": cooled}
 
 
-def _schedule_of(ckpt: Path) -> dict:
-    try:
-        return json.loads((ckpt / "gpt2zh.json").read_text(encoding="utf-8")).get("schedule") or {}
-    except (OSError, ValueError):
-        return {}
-
-
 def rewind_for_cooldown(out: Path, newest: Path, total: int, tc) -> tuple[Path, str] | None:
     """(checkpoint, what it means) when a resumed run should not continue from `newest`: the
     run already cooled down and is now asked for more steps than it planned, so it goes back to
     the checkpoint where its cool-down began (warm-up, stable, decay: the stable phase goes on,
     and the run cools again at its new end). None: continue from `newest`."""
-    sched = _schedule_of(newest)
+    sched = schedule_of(newest)
     if not sched.get("cooled") or total <= sched.get("total", 0):
         return None   # not cooled, or finishing the cool-down it was interrupted in
-    starts = [c for c in checkpoints(out) if _pre_cooldown(c) and _step_of(c) < _step_of(newest)]
+    starts = [c for c in checkpoints(out) if starts_cooldown(c) and step_of(c) < step_of(newest)]
     if not starts:
         print(f"warning: {newest} is past a cool-down whose starting checkpoint is gone: continuing from the "
               f"cooled weights at the fixed rate", file=sys.stderr)
@@ -422,9 +294,9 @@ def rewind_for_cooldown(out: Path, newest: Path, total: int, tc) -> tuple[Path, 
     start = starts[-1]
     again = (f"cooling again over the last {tc.cooldown:.0%} of the {total:,} steps" if tc.cooldown else
              "with no --cooldown the rate then stays fixed to the end")
-    return start, (f"{out} cooled down after step {_step_of(start):,} (planned {sched.get('total', 0):,} steps); "
+    return start, (f"{out} cooled down after step {step_of(start):,} (planned {sched.get('total', 0):,} steps); "
                    f"{total:,} steps are asked for, so it continues from the checkpoint where the cool-down began "
-                   f"(step {_step_of(start):,}) at the fixed rate {tc.lr:g}, {again}; the checkpoints after it are "
+                   f"(step {step_of(start):,}) at the fixed rate {tc.lr:g}, {again}; the checkpoints after it are "
                    "set aside and best/ is kept")
 
 
@@ -504,8 +376,8 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
                            map_location=device if device.type != "cpu" else "cpu")  # (multi-node CPU: "cpu:0")
         load_optimizer_states(optimizers, state, tc, resume_dir)
         if rewound and main:   # (only now: a refused resume must leave every checkpoint in place)
-            for later in [c for c in checkpoints(out) if _step_of(c) > _step_of(resume_dir)]:
-                _retire(later)
+            for later in [c for c in checkpoints(out) if step_of(c) > step_of(resume_dir)]:
+                retire(later)
         step, pos, best = state["step"], Position(state["epoch"], state["batch"]), state.get("best_val_loss")
         rng_file = resume_dir / f"rng_rank{rank}.pt"
         if rng_file.exists() and state.get("world_size") == world:
@@ -543,7 +415,7 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
               file=sys.stderr)
 
     schedule = Schedule(tc.warmup_steps, tc.cooldown, max_steps, job.max_minutes * 60 if job.max_minutes else None)
-    cooling = resume_dir is not None and bool(_schedule_of(resume_dir).get("cooled"))   # resumed mid-cool-down
+    cooling = resume_dir is not None and bool(schedule_of(resume_dir).get("cooled"))   # resumed mid-cool-down
     stop = StopSignal()
     status = "finished"
     t_start = time.time()
@@ -552,27 +424,25 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
     it = loader.iterate(pos)
     loss_sum = torch.zeros((), device=device)
     bad = torch.zeros((), dtype=torch.bool, device=device)
-    window_start, window_steps, wait = time.perf_counter(), 0, 0.0
-    total_wait, total_time, timed_steps = 0.0, 0.0, 0
+    speed = Throughput(tokens_per_step)
     last_saved = None
     results: dict = {}
     try:
         while step < max_steps:
             t0 = time.perf_counter()
             p, batch = next(it)
-            wait_step = time.perf_counter() - t0
+            speed.waited(time.perf_counter() - t0)
             batch = batch.to(device, non_blocking=True)
             if not cooling and schedule.cooling(step, time.time() - t_start):
                 cooling = True
                 # where the fixed rate ends: kept, so that a longer run can continue from it
-                resumed_here = resume_dir is not None and _step_of(resume_dir) == step and _pre_cooldown(resume_dir)
+                resumed_here = resume_dir is not None and step_of(resume_dir) == step and starts_cooldown(resume_dir)
                 if step > 0 and not resumed_here:
-                    t_save = time.perf_counter()
-                    save_checkpoint(accelerator, raw_model, optimizers, out, data_dir, step, pos,
-                                    {**info, "step": step, "best_val_loss": best, **results,
-                                     "schedule": schedule_info(schedule, False)}, tc.keep_last,
-                                    pre_cooldown=True)
-                    window_start += time.perf_counter() - t_save
+                    with speed.aside():
+                        save_checkpoint(accelerator, raw_model, optimizers, out, data_dir, step, pos,
+                                        {**info, "step": step, "best_val_loss": best, **results,
+                                         "schedule": schedule_info(schedule, False)}, tc.keep_last,
+                                        pre_cooldown=True)
             lr = tc.lr * schedule.factor(step, time.time() - t_start)
             for g in (g for o in optimizers for g in o.param_groups):   # (load_state_dict replaces the groups)
                 g["lr"] = lr
@@ -591,8 +461,7 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
                 o.zero_grad(set_to_none=True)
             step += 1
             pos = Position(p.epoch, p.batch + 1) if p.batch + 1 < loader.batches_per_epoch else Position(p.epoch + 1, 0)
-            window_steps += 1
-            wait += wait_step
+            speed.stepped()
             bar.update()
 
             at_log = step % tc.log_interval == 0 or step == max_steps
@@ -605,7 +474,7 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
             else:
                 stop_now = False
             if at_log or stop_now:
-                mean_loss = accelerator.reduce(loss_sum.reshape(1), "mean").item() / window_steps
+                mean_loss = accelerator.reduce(loss_sum.reshape(1), "mean").item() / speed.window_steps
                 diverged = accelerator.reduce(bad.float().reshape(1), "sum").item() > 0
                 if diverged or not math.isfinite(mean_loss):
                     status = "diverged"
@@ -613,46 +482,40 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
                         f"loss is {mean_loss} at step {step}: training diverged and was stopped. "
                         f"Last good checkpoint: {last_saved or (checkpoints(out)[-1] if checkpoints(out) else 'none')}. "
                         "Try a lower lr, a warm-up (warmup_steps=...), or fp32.")
-                elapsed = time.perf_counter() - window_start
-                tps = window_steps * tokens_per_step / elapsed
+                tps, data_wait = speed.close_window()
                 mfu = tps * fpt / peak if peak else None
-                total_wait += wait
-                total_time += elapsed
-                timed_steps += window_steps
                 rec = {"step": step, "loss": round(mean_loss, 6), "lr": lr,
-                       "tokens_per_s": round(tps, 1), "data_wait": round(wait / elapsed, 4)}
+                       "tokens_per_s": round(tps, 1), "data_wait": round(data_wait, 4)}
                 if mfu is not None:
                     rec["mfu"] = round(mfu, 4)
                 log.write(rec)
-                if job.max_minutes is not None and total_time > 0:
+                if job.max_minutes is not None and speed.total_time > 0:
                     # the time budget may end the run first: the bar counts to where it will
                     left = job.max_minutes * 60 - (time.time() - t_start)
-                    bar.total = min(max_steps, step + max(0, int(left * timed_steps / total_time)))
+                    bar.total = min(max_steps, step + max(0, int(left / speed.seconds_per_step())))
                     bar.refresh()
                 bar.set_postfix_str(f"loss {mean_loss:.3f} | {tps / 1e3:.1f}k tok/s"
                                     + (f" | MFU {mfu:.2f}" if mfu is not None else ""))
                 loss_sum.zero_()
-                window_start, window_steps, wait = time.perf_counter(), 0, 0.0
 
-            t_aside = time.perf_counter()   # evaluation and saving do not count against training speed
-            if len(val_rows) and (step % tc.eval_interval == 0 or step == max_steps or stop_now):
-                # the unwrapped model: ranks may run different numbers of eval batches, and a DDP
-                # forward would wait for its peers
-                ev = evaluate(raw_model, val_rows, max(1, local_micro), accelerator, char_len)
-                log.write({"step": step, **ev})
-                results.update(ev)
-                if best is None or ev["val_loss"] < best:
-                    best = ev["val_loss"]
-                    save_best(accelerator, raw_model, out, data_dir, {**info, "step": step, **ev})
-                if main:
-                    bar.write(f"step {step}: validation loss {ev['val_loss']:.4f}, perplexity {ev['val_ppl']:.2f} "
-                              f"(per character {ev['val_ppl_char']:.2f}) on {ev['val_tokens']:,} tokens"
-                              + (" (best)" if best == ev["val_loss"] else ""))
-            if step % tc.save_steps == 0 or step == max_steps or stop_now:
-                last_saved = save_checkpoint(accelerator, raw_model, optimizers, out, data_dir, step, pos,
-                                             {**info, "step": step, "best_val_loss": best, **results,
-                                              "schedule": schedule_info(schedule, cooling)}, tc.keep_last)
-            window_start += time.perf_counter() - t_aside
+            with speed.aside():   # evaluation and saving do not count against training speed
+                if len(val_rows) and (step % tc.eval_interval == 0 or step == max_steps or stop_now):
+                    # the unwrapped model: ranks may run different numbers of eval batches, and a DDP
+                    # forward would wait for its peers
+                    ev = evaluate(raw_model, val_rows, max(1, local_micro), accelerator, char_len)
+                    log.write({"step": step, **ev})
+                    results.update(ev)
+                    if best is None or ev["val_loss"] < best:
+                        best = ev["val_loss"]
+                        save_best(accelerator, raw_model, out, data_dir, {**info, "step": step, **ev})
+                    if main:
+                        bar.write(f"step {step}: validation loss {ev['val_loss']:.4f}, perplexity {ev['val_ppl']:.2f} "
+                                  f"(per character {ev['val_ppl_char']:.2f}) on {ev['val_tokens']:,} tokens"
+                                  + (" (best)" if best == ev["val_loss"] else ""))
+                if step % tc.save_steps == 0 or step == max_steps or stop_now:
+                    last_saved = save_checkpoint(accelerator, raw_model, optimizers, out, data_dir, step, pos,
+                                                 {**info, "step": step, "best_val_loss": best, **results,
+                                                  "schedule": schedule_info(schedule, cooling)}, tc.keep_last)
             if stop_now:
                 status = "time budget reached" if over_time and not stop.requested else "interrupted"
                 break
@@ -664,8 +527,7 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
 
     results.update({"status": status, "steps": step, "world_size": world, "best_val_loss": best,
                     "best_val_ppl": math.exp(best) if best is not None else None,
-                    "tokens_per_s": timed_steps * tokens_per_step / total_time if total_time else None,
-                    "data_wait_share": total_wait / total_time if total_time else None,
+                    **speed.summary(),
                     "seconds": time.time() - t_start, "checkpoint": str(last_saved) if last_saved else None})
     if device.type == "cuda":
         results["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1e9

@@ -201,3 +201,13 @@ def resolve_vocab(spec: str, train_texts: list[str], min_count: int = 1) -> Toke
     if not p.exists():
         raise VocabError(f"--vocab {spec}: not 'char', 'gb2312', 'words', an existing file or a Hub ID")
     return load_vocab_txt(p) if p.suffix == ".txt" else load_tokenizer_json(p)
+
+
+def token_char_lengths(tok, vocab_size: int) -> np.ndarray:
+    """Characters each token id stands for (0 for special tokens), for per-character perplexity."""
+    special = {t.content for t in tok.get_added_tokens_decoder().values()}
+    lengths = np.zeros(vocab_size, dtype=np.int64)
+    for piece, i in tok.get_vocab().items():
+        if i < vocab_size and piece not in special:
+            lengths[i] = len(piece[2:] if piece.startswith("##") else piece)
+    return lengths

@@ -1,0 +1,177 @@
+"""Training recipes on the three shared novels, same data, seed and data order (issue 16).
+
+Part 1, recipes at a fixed number of steps (tiny shape 4 x 256, n_ctx 128, batch 16, lr 1e-3
+after 50 warm-up steps): the notes' fixed-rate AdamW against + a cool-down, Muon + a cool-down
+and Muon at a fixed rate. For each: the final validation loss (all validation tokens), the
+steps it took to reach the fixed-rate recipe's final loss (interpolated between evaluations),
+and the time per step.
+
+Part 2, a grid of shapes x learning rates under one time budget each (Muon + cool-down, the
+winner of part 1 unless --grid-optimizer says otherwise), against `train --auto`'s single pick
+under the same budget: the best validation loss of each.
+
+  python bench/recipes.py                          # both parts, 300 steps, a 15-minute grid
+  python bench/recipes.py --parts 1 --steps 300
+  python bench/recipes.py --parts 2 --budget 3     # a shorter grid (minutes per run)
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+NOVELS = ["xiyouji.gbk.txt", "sanguoyanyi.gbk.txt", "shuihuzhuan.txt"]
+RECIPES = {
+    "fixed (AdamW, the notes)": ["optimizer=adamw", "cooldown=0"],
+    "AdamW + cool-down 25%": ["optimizer=adamw", "cooldown=0.25"],
+    "Muon + cool-down 25%": ["optimizer=muon", "cooldown=0.25"],
+    "Muon, fixed": ["optimizer=muon", "cooldown=0"],
+}
+SHAPES = {"2x128": ["n_layer=2", "n_head=2", "n_embd=128"], "4x256": ["n_layer=4", "n_head=4", "n_embd=256"],
+          "6x384": ["n_layer=6", "n_head=6", "n_embd=384"]}
+LRS = [1e-3, 3e-3]
+
+
+def prepare_novels(corpora: Path, work: Path) -> Path:
+    from gpt2zh.prepare import PrepareConfig, prepare
+
+    data = work / "data"
+    prepare(PrepareConfig(inputs=[str(corpora / n) for n in NOVELS], out=str(data), progress=False))
+    return data
+
+
+def run(data: Path, out: Path, items: list[str], max_minutes: float | None = None, preset: str = "tiny") -> dict:
+    """One training run, quietly; its log and results."""
+    from gpt2zh.config import RunConfig
+    from gpt2zh.train import TrainJob, train
+
+    cfg = RunConfig.from_name(preset).override(items)
+    with contextlib.redirect_stdout(io.StringIO()):
+        res = train(TrainJob(str(data), str(out), cfg, progress=False, max_minutes=max_minutes, live_plot=False))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return {"results": res, "evals": [(r["step"], r["val_loss"]) for r in log if "val_loss" in r],
+            "tokens_per_step": cfg.train.batch_size * cfg.model.n_ctx}
+
+
+def steps_to_reach(evals: list[tuple[int, float]], target: float) -> float | None:
+    """The first step where the validation loss reaches `target`, interpolated between evaluations."""
+    prev = None
+    for step, loss in evals:
+        if loss <= target:
+            if prev is None or prev[1] == loss:
+                return float(step)
+            s0, l0 = prev
+            return s0 + (l0 - target) / (l0 - loss) * (step - s0)
+        prev = (step, loss)
+    return None
+
+
+# part 1's shapes: the CPU benchmark's (the issue's probe), and on a GPU the `small` preset at its own
+# shape, batch and the notes' rate
+PART1 = {"tiny": ["n_layer=4", "n_head=4", "n_embd=256", "n_ctx=128", "batch_size=16", "lr=1e-3", "dropout=0.1"],
+         "small": ["lr=3e-4"]}
+
+
+def part1(data: Path, work: Path, steps: int, eval_every: int, config: str) -> list[dict]:
+    common = PART1[config] + ["warmup_steps=50", f"max_steps={steps}", f"eval_interval={eval_every}",
+                              "eval_max_tokens=none", f"save_steps={steps}", "log_interval=25", "seed=1337"]
+    rows = []
+    for name, items in RECIPES.items():
+        t0 = time.time()
+        r = run(data, work / f"recipe-{len(rows)}", common + items, preset=config)
+        res = r["results"]
+        rows.append({"recipe": name, "final_val_loss": r["evals"][-1][1], "evals": r["evals"],
+                     "step_s": r["tokens_per_step"] / res["tokens_per_s"], "wall_s": time.time() - t0})
+        print(f"  {name}: final validation loss {rows[-1]['final_val_loss']:.4f}, "
+              f"{rows[-1]['step_s']:.3f} s/step", file=sys.stderr)
+    target = rows[0]["final_val_loss"]
+    for row in rows:
+        row["steps_to_fixed_final"] = steps_to_reach(row["evals"], target)
+    return rows
+
+
+def part2(data: Path, work: Path, budget_min: float, optimizer: str) -> dict:
+    from gpt2zh.plan import make_plan
+
+    recipe = [f"optimizer={optimizer}", "cooldown=0.25", "warmup_steps=50", "n_ctx=128", "batch_size=16",
+              "dropout=0.1", "max_steps=1000000", "eval_interval=1000000", "eval_max_tokens=none",
+              "save_steps=1000000", "log_interval=50"]
+    grid = []
+    for shape, items in SHAPES.items():
+        for lr in LRS:
+            r = run(data, work / f"grid-{shape}-{lr:g}", recipe + items + [f"lr={lr:g}"], max_minutes=budget_min)
+            grid.append({"shape": shape, "lr": lr, "val_loss": r["results"]["best_val_loss"],
+                         "steps": r["results"]["steps"]})
+            print(f"  {shape} lr {lr:g}: validation loss {grid[-1]['val_loss']:.4f} after {grid[-1]['steps']} "
+                  "steps", file=sys.stderr)
+    t0 = time.time()
+    plan = make_plan(str(data), budget_min * 60, progress=False)
+    planning_s = time.time() - t0
+    print(plan.report(), file=sys.stderr)
+    # --auto's run: the plan's settings in the same budget, less the time the plan itself took
+    r = run(data, work / "auto", plan.overrides + ["eval_interval=1000000", "eval_max_tokens=none",
+                                                    "save_steps=1000000", "max_steps=1000000"],
+            max_minutes=budget_min - planning_s / 60)
+    auto = {"pick": plan.chosen.shape.label(), "lr": plan.lr, "dropout": plan.dropout,
+            "val_loss": r["results"]["best_val_loss"], "steps": r["results"]["steps"], "planning_s": planning_s}
+    return {"budget_min": budget_min, "grid": grid, "auto": auto}
+
+
+def markdown(p1: list[dict] | None, p2: dict | None, steps: int) -> str:
+    out = [f"machine: {platform.processor() or platform.machine()}, {platform.system()}"]
+    if p1:
+        out += ["", f"| recipe ({steps} steps) | final validation loss (ppl) | steps to the fixed recipe's final loss "
+                    "| time per step |", "|---|---|---|---|"]
+        base_step = p1[0]["step_s"]
+        for r in p1:
+            reach = r["steps_to_fixed_final"]
+            reach_s = f"{reach:.0f} ({reach / steps:.2f}×)" if reach is not None else "not reached"
+            out.append(f"| {r['recipe']} | {r['final_val_loss']:.4f} ({math.exp(r['final_val_loss']):.1f}) | "
+                       f"{reach_s} | {r['step_s']:.3f} s ({r['step_s'] / base_step:.2f}×) |")
+    if p2:
+        out += ["", f"| shape | lr | validation loss in {p2['budget_min']:g} min | steps |", "|---|---|---|---|"]
+        for g in p2["grid"]:
+            out.append(f"| {g['shape']} | {g['lr']:g} | {g['val_loss']:.4f} | {g['steps']} |")
+        a = p2["auto"]
+        best = min(g["val_loss"] for g in p2["grid"])
+        out.append(f"| **--auto**: {a['pick']} | {a['lr']:g} | {a['val_loss']:.4f} "
+                   f"({(a['val_loss'] / best - 1) * 100:+.1f}% against the grid's best {best:.4f}) | {a['steps']} |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpora", default=str(ROOT.parent / "shared" / "corpora"))
+    ap.add_argument("--parts", default="12", help="1, 2 or 12")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--config", default="tiny", choices=sorted(PART1),
+                    help="part 1's shape: tiny (4 x 256, n_ctx 128, batch 16: the CPU benchmark) or small (the "
+                         "preset: for a GPU)")
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--budget", type=float, default=15.0, help="minutes per grid run")
+    ap.add_argument("--grid-optimizer", default="muon")
+    ap.add_argument("--json", help="write the raw results here")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gpt2zh-recipes-") as tmp:
+        work = Path(tmp)
+        data = prepare_novels(Path(args.corpora), work)
+        p1 = part1(data, work, args.steps, args.eval_every, args.config) if "1" in args.parts else None
+        p2 = part2(data, work, args.budget, args.grid_optimizer) if "2" in args.parts else None
+    if args.json:
+        Path(args.json).write_text(json.dumps({"part1": p1, "part2": p2}, indent=1), encoding="utf-8")
+    print(markdown(p1, p2, args.steps))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

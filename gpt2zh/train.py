@@ -425,6 +425,7 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
     loss_sum = torch.zeros((), device=device)
     bad = torch.zeros((), dtype=torch.bool, device=device)
     speed = Throughput(tokens_per_step)
+    clock = 0.0   # seconds since the start as the schedule reads them: the same number on every rank
     last_saved = None
     results: dict = {}
     try:
@@ -433,7 +434,9 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
             p, batch = next(it)
             speed.waited(time.perf_counter() - t0)
             batch = batch.to(device, non_blocking=True)
-            if not cooling and schedule.cooling(step, time.time() - t_start):
+            if world == 1:
+                clock = time.time() - t_start
+            if not cooling and schedule.cooling(step, clock):
                 cooling = True
                 # where the fixed rate ends: kept, so that a longer run can continue from it
                 resumed_here = resume_dir is not None and step_of(resume_dir) == step and starts_cooldown(resume_dir)
@@ -443,7 +446,7 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
                                         {**info, "step": step, "best_val_loss": best, **results,
                                          "schedule": schedule_info(schedule, False)}, tc.keep_last,
                                         pre_cooldown=True)
-            lr = tc.lr * schedule.factor(step, time.time() - t_start)
+            lr = tc.lr * schedule.factor(step, clock)
             for g in (g for o in optimizers for g in o.param_groups):   # (load_state_dict replaces the groups)
                 g["lr"] = lr
             for m in range(tc.grad_accum):
@@ -469,8 +472,9 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
             if world == 1:
                 stop_now = stop.requested or over_time
             elif at_log:  # agree across ranks, or one would wait forever in a collective
-                flag = torch.tensor([float(stop.requested or over_time)], device=device)
-                stop_now = accelerator.reduce(flag, "sum").item() > 0
+                flag = torch.tensor([float(stop.requested or over_time), time.time() - t_start], device=device)
+                stopping, clock = accelerator.reduce(flag, "mean").tolist()
+                stop_now = stopping > 0   # (and a time-based cool-down reads one clock: no rank saves alone)
             else:
                 stop_now = False
             if at_log or stop_now:

@@ -10,10 +10,16 @@ import sys
 import time
 
 
+def notebook_kind() -> str | None:
+    """'jupyter' or 'colab' when this runs in a notebook kernel, else None."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return {"ZMQInteractiveShell": "jupyter", "Shell": "colab"}.get(type(shell).__name__) if shell else None
+
+
 def in_notebook() -> bool:
     """Whether this runs in a Jupyter kernel (where stderr is a widget-capable cell output)."""
-    shell = sys.modules.get("IPython") and getattr(sys.modules["IPython"], "get_ipython", lambda: None)()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+    return notebook_kind() == "jupyter"
 
 
 def _clock(seconds: float) -> str:
@@ -113,9 +119,6 @@ class PlainLines:
 class _Off(PlainLines):
     def update(self, n: int = 1) -> None:
         self.n += n
-
-    def write(self, s: str) -> None:
-        print(s, file=self.file, flush=True)
 
     def close(self) -> None:
         self._closed = True

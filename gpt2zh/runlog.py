@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 from .config import RunConfig
+from .progress import notebook_kind
 
 
 def read_log(path: Path) -> list[dict]:
@@ -131,15 +132,6 @@ class RunLog:
 
 # ----------------------------------------------------------------------------
 # The live plot in a notebook
-
-
-def notebook_kind() -> str | None:
-    """'jupyter' or 'colab' when this runs in a notebook kernel, else None."""
-    import sys
-
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
-    return {"ZMQInteractiveShell": "jupyter", "Shell": "colab"}.get(type(shell).__name__) if shell else None
 
 
 def live_plot_for(requested: bool | None) -> tuple["LivePlot | None", str | None]:

@@ -65,7 +65,9 @@ def add_prepare(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing shard set in --out")
     p.add_argument("--replace-bad-bytes", action="store_true",
                    help="replace undecodable bytes (and count them) instead of stopping with an error")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes for cleaning")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="processes that read and clean (default: every core, %(default)s here); a file "
+                        "larger than 16 MB is cleaned in pieces, so one big file uses them all too")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     g = p.add_argument_group("cleaning rules, in pipeline order (on by default unless marked opt-in; every drop is "
                              "counted in report.json and sampled in report.html)")

@@ -10,6 +10,7 @@ from typing import Iterable, Iterator
 
 from .clean import (RULE_HELP, BinaryFileError, CleanOptions, CorpusError, FileReport, clean_text, decode_bytes,  # noqa: F401
                     find_inputs, has_cjk, learn, normalize_line_ends, read_documents, scan)
+from .decode import Piece, read_piece
 
 
 @dataclass
@@ -31,6 +32,15 @@ def raw_documents(path: Path, replace_bad_bytes: bool = False) -> tuple[FileRepo
     return report, raw
 
 
+def piece_documents(piece: Piece, replace_bad_bytes: bool = False) -> tuple[FileReport, list[str]]:
+    """The raw documents of one piece (a whole file, or a piece of a large one) and a report
+    for them (a large file's encoding and size go on its first piece's report, by the caller)."""
+    if piece.whole:
+        return raw_documents(Path(piece.path), replace_bad_bytes)
+    raw, bad = read_piece(piece, replace_bad_bytes)
+    return FileReport(path=piece.path, bad_bytes_replaced=bad), raw
+
+
 def _scan(raw: list[str], opts: CleanOptions) -> dict:
     return scan([normalize_line_ends(t.lstrip("\ufeff")) for t in raw], opts)
 
@@ -39,6 +49,34 @@ def scan_file(path: Path, opts: CleanOptions, replace_bad_bytes: bool = False) -
     """(what corpus-level rules learn from this file, its number of documents)."""
     _, raw = raw_documents(path, replace_bad_bytes)
     return _scan(raw, opts), len(raw)
+
+
+def scan_piece(piece: Piece, opts: CleanOptions, replace_bad_bytes: bool = False) -> tuple[dict, int]:
+    """(what corpus-level rules learn from this piece, its number of documents)."""
+    _, raw = piece_documents(piece, replace_bad_bytes)
+    return _scan(raw, opts), len(raw)
+
+
+def clean_documents(raw: list[str], names: list[str], report: FileReport, opts: CleanOptions,
+                    learned: dict) -> list[Document]:
+    """Every raw document through the rules, each one's report merged into `report`."""
+    docs: list[Document] = []
+    for text, name in zip(raw, names):
+        part = FileReport(path=name)
+        clean = clean_text(text, opts, part, learned, name)
+        if clean and not has_cjk(clean):
+            # Chinese models gain nothing from it; say so rather than train on it.
+            part.dropped["no_chinese"] += len(clean)
+            part.kept_chars -= len(clean)
+            clean = ""
+        report.merge(part)
+        if clean:
+            docs.append(Document(name, clean))
+    return docs
+
+
+def why_empty(report: FileReport) -> str:
+    return "no Chinese text" if report.dropped.get("no_chinese") else "nothing left after cleaning"
 
 
 def clean_file(path: Path, opts: CleanOptions, replace_bad_bytes: bool = False,
@@ -50,22 +88,22 @@ def clean_file(path: Path, opts: CleanOptions, replace_bad_bytes: bool = False,
         return report, []
     if learned is None:
         learned = learn([_scan(raw, opts)], len(raw), opts)
-    docs: list[Document] = []
-    for i, text in enumerate(raw):
-        name = report.path if len(raw) == 1 else f"{report.path}[{i}]"
-        part = FileReport(path=name)
-        clean = clean_text(text, opts, part, learned, name)
-        if clean and not has_cjk(clean):
-            # Chinese models gain nothing from it; say so rather than train on it.
-            part.dropped["no_chinese"] += len(clean)
-            part.kept_chars -= len(clean)
-            clean = ""
-        report.merge(part)
-        if clean:
-            docs.append(Document(name, clean))
+    names = [report.path] if len(raw) == 1 else [f"{report.path}[{i}]" for i in range(len(raw))]
+    docs = clean_documents(raw, names, report, opts, learned)
     if not docs:
-        report.skipped = "no Chinese text" if report.dropped.get("no_chinese") else "nothing left after cleaning"
+        report.skipped = why_empty(report)
     return report, docs
+
+
+def clean_piece(piece: Piece, opts: CleanOptions, replace_bad_bytes: bool, learned: dict | None,
+                first_doc: int) -> tuple[FileReport, list[Document]]:
+    """Clean one piece: a whole file as `clean_file` does, or a piece of a large file, whose
+    documents are named by their place in the file (`first_doc` is the piece's first)."""
+    if piece.whole:
+        return clean_file(Path(piece.path), opts, replace_bad_bytes, learned)
+    report, raw = piece_documents(piece, replace_bad_bytes)
+    names = [f"{piece.path}[{first_doc + i}]" for i in range(len(raw))]
+    return report, clean_documents(raw, names, report, opts, learned or {})
 
 
 def learn_corpus(inputs: Iterable[str | os.PathLike], opts: CleanOptions | None = None,

@@ -15,7 +15,7 @@ from .repetition import RepetitionConfig  # noqa: F401
 def read_prompt(path: str | Path) -> str:
     """A prompt file read as `prepare` reads text (UTF-8, GBK/GB18030, BOMs), naming the file
     in any error."""
-    from .clean.decode import CorpusError, read_text_file
+    from .decode import CorpusError, read_text_file
 
     try:
         return read_text_file(path)

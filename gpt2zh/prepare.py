@@ -1,15 +1,19 @@
 """`gpt2zh prepare`: raw files -> clean text -> vocabulary -> token shards + report.
 
-One straight pipeline, each step handing the next what it needs:
+One straight pipeline, each step handing the next what it needs, in memory that does not
+grow with the corpus (what is kept per document is its signature and a few counts):
 
-    read + learn   every file's raw documents scanned for corpus-level patterns (boilerplate
-                   that recurs across files), in worker processes
-    clean + split  every file through the rule pipeline, split 90/10 per document, written
-                   to a work directory (memory holds one file at a time), with a signature
+    survey         a file larger than 16 MB is read in pieces (`decode.survey`): its
+                   encoding found by a streaming pass, its pieces cut at line or paragraph breaks
+    read + learn   every piece's raw documents scanned for corpus-level patterns (boilerplate
+                   that recurs across files), in worker processes, folded file by file
+    clean + split  every piece through the rule pipeline, split 90/10 per document, written
+                   to a work directory as code points, with a signature and character counts
     dedup          near-duplicate documents named and dropped; unpunctuated ones flagged
-    vocab          from the kept training text (or a given vocabulary)
-    encode         character vocabularies through a lookup table, others through the tokenizer
-    write          100 shards + val + manifest + report.json + report.html, renamed into place
+    vocab          from the kept training text's counts (or a given vocabulary)
+    encode         character vocabularies through a lookup table, others through the tokenizer,
+                   streamed into the shards as they fill
+    write          shards + val + manifest + report.json + report.html, renamed into place
 """
 from __future__ import annotations
 
@@ -19,7 +23,6 @@ import shutil
 import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -27,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .corpus import CleanOptions, CorpusError, FileReport, clean_file, find_inputs, scan_file, split_document
-from .clean import learn
+from .clean import Learner, merge_pieces
 from .clean.dedup import Signature, find_duplicates, low_punctuation, signature
 from .clean.report import UNFINISHED_WARN, summarize
+from .corpus import CleanOptions, CorpusError, FileReport, clean_piece, find_inputs, scan_piece, split_document, why_empty
+from .decode import Piece, Source, survey
 from .locks import DirLock
-from .shards import atomic_output_dir, encode_documents, token_dtype, write_shard_set
+from .shards import HashedFile, ShardWriter, atomic_output_dir, encode_documents, shard_file, token_dtype, write_array, write_manifest
 from .vocab import build_corpus_char_tokenizer, char_counts_sparse, counts_to_counter, resolve_vocab, specials_of
 
 BATCH_CHARS = 8 << 20     # characters per encoding batch: large enough for both cores, small enough for RAM
@@ -51,9 +55,10 @@ class PrepareConfig:
     clean: CleanOptions = field(default_factory=CleanOptions)
     replace_bad_bytes: bool = False
     overwrite: bool = False
-    workers: int = min(2, os.cpu_count() or 1)
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     progress: bool = True
     report_seed: int = 0         # which drops report.html shows
+    piece_bytes: int = 16 << 20  # a larger file is read and cleaned in pieces of about this size
 
     def __post_init__(self):
         if not self.inputs:
@@ -66,16 +71,17 @@ class PrepareConfig:
             raise ValueError(f"min_count must be >= 1, got {self.min_count}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.piece_bytes < 1 << 16:
+            raise ValueError(f"piece_bytes must be at least 64 KiB, got {self.piece_bytes}")
 
 
 @dataclass
 class DocInfo:
     name: str
     chars: int                  # kept characters (train + val + the break cut at the split)
-    train: tuple[int, int]      # [start, end) of its training text in the file's train stream (with its NUL)
+    train: tuple[int, int]      # [start, end) of its training text in the piece's train stream (with its NUL)
     val: tuple[int, int]        # ... and of its validation text in the val stream
     signature: Signature
-    counts: tuple | None = None  # (code points, counts) of the training text, for a character vocabulary
 
     @property
     def train_chars(self) -> int:
@@ -87,16 +93,20 @@ class DocInfo:
 
 
 @dataclass
-class CleanedFile:
-    """What a worker sends back: the report, where the clean split documents wait on disk,
-    and each document's facts for the corpus-level steps. On disk, per file, two streams of
-    code points (train and val): each document's text followed by NUL, uint16 when the file
-    has no character beyond the BMP (2 bytes a character, less than the UTF-8 of hanzi)."""
+class CleanedPiece:
+    """What a worker sends back for one piece (a whole small file, or a piece of a large one):
+    the report, where its clean split documents wait on disk, each document's facts for the
+    corpus-level steps, and the character counts of its training text (a character vocabulary
+    only; the parent adds them up and lets them go). On disk, two streams of code points (train
+    and val): each document's text followed by NUL, uint16 when the piece has no character
+    beyond the BMP (2 bytes a character, less than the UTF-8 of hanzi)."""
 
+    file: int                    # index of its file in the input list
     report: FileReport
     path: Path | None            # work-dir prefix of the streams; None when nothing was kept
     docs: list[DocInfo] = field(default_factory=list)
     dtype: str = "uint16"
+    counts: tuple | None = None
 
     def stream(self, which: int) -> np.ndarray:
         return np.fromfile(f"{self.path}.{'train' if which == 0 else 'val'}", dtype=self.dtype)
@@ -106,18 +116,23 @@ class CleanedFile:
 # Workers
 
 
-def _scan(args):
-    path, opts, replace = args
-    return scan_file(Path(path), opts, replace)
+def _survey(args) -> Source:
+    path, replace, piece_bytes = args
+    return survey(Path(path), replace, piece_bytes)
 
 
-def _clean(args) -> CleanedFile:
-    """Clean and split one input file in a worker; write its documents to the work dir so
-    that memory holds one file at a time however large the corpus."""
-    index, path, opts, replace, val_fraction, work, learned, char_vocab = args
-    report, docs = clean_file(Path(path), opts, replace, learned)
+def _scan(args) -> tuple[dict, int]:
+    piece, opts, replace = args
+    return scan_piece(piece, opts, replace)
+
+
+def _clean(args) -> CleanedPiece:
+    """Clean and split one piece in a worker; write its documents to the work dir so that
+    memory holds one piece at a time however large the corpus."""
+    index, file, piece, first_doc, opts, replace, val_fraction, work, learned, char_vocab = args
+    report, docs = clean_piece(piece, opts, replace, learned, first_doc)
     if not docs:
-        return CleanedFile(report, None)
+        return CleanedPiece(file, report, None)
     trains, vals, infos = [], [], []
     t_pos = v_pos = 0
     for d in docs:
@@ -126,70 +141,156 @@ def _clean(args) -> CleanedFile:
         trains += [tr] if tr else []
         vals += [va] if va else []
         infos.append(DocInfo(d.source, len(d.text), (t_pos, t_pos + t_len), (v_pos, v_pos + v_len),
-                             signature(d.source, d.text), char_counts_sparse([tr]) if char_vocab else None))
+                             signature(d.source, d.text)))
         t_pos, v_pos = t_pos + t_len, v_pos + v_len
+    del docs
     out = Path(work) / f"{index:06d}"
     streams = [_code_points(trains), _code_points(vals)]
+    counts = None
+    if char_vocab:
+        n = np.bincount(streams[0])
+        n[0] = 0   # the NULs that end documents
+        cps = np.flatnonzero(n)
+        counts = (cps, n[cps])
     dtype = "uint16" if all(int(a.max(initial=0)) < 0x10000 for a in streams) else "uint32"
     for a, suffix in zip(streams, ("train", "val")):
-        a.astype(dtype).tofile(f"{out}.{suffix}")
-    return CleanedFile(report, out, infos, dtype)
+        write_array(Path(f"{out}.{suffix}"), a.astype(dtype))
+    return CleanedPiece(file, report, out, infos, dtype, counts)
 
 
-def run_parallel(pool, fn, jobs: list, sizes: list[int], desc: str, progress: bool) -> list:
-    """fn over jobs, in `pool` (None: here), largest first so that no worker is left with a
-    big file at the end; results in the order of `jobs`."""
+def _indexed(args):
+    fn, i, job = args
+    return i, fn(job)
+
+
+def run_parallel(pool, fn, jobs: list, sizes: list[int], desc: str, progress: bool, unit: str = "file"):
+    """(index, fn(job)) for every job, in `pool` (None: here), as they finish; the largest are
+    handed out first so that no worker is left with a big one at the end."""
     from .progress import progress_bar
 
     order = sorted(range(len(jobs)), key=lambda i: -sizes[i])
-    results: list = [None] * len(jobs)
-    with progress_bar(total=len(jobs), desc=desc, unit="file", disable=not progress, leave=False) as bar:
+    with progress_bar(total=sum(sizes), desc=desc, unit="B", unit_scale=True, disable=not progress,
+                      leave=False) as bar:
         if pool is not None and len(jobs) > 1:
-            chunk = max(1, len(jobs) // (pool._max_workers * 8))
-            for i, r in zip(order, pool.map(fn, [jobs[i] for i in order], chunksize=chunk)):
-                results[i] = r
-                bar.update()
+            chunk = max(1, min(64, len(jobs) // (pool._processes * 16)))
+            results = pool.imap_unordered(_indexed, [(fn, i, jobs[i]) for i in order], chunksize=chunk)
         else:
-            for i in order:
-                results[i] = fn(jobs[i])
-                bar.update()
-    return results
+            results = (_indexed((fn, i, jobs[i])) for i in order)
+        for i, r in results:
+            bar.update(sizes[i])
+            yield i, r
 
 
 @contextmanager
-def worker_pool(workers: int, n_files: int):
+def worker_pool(workers: int, n_jobs: int):
     """One pool of forked workers for every parallel step (starting one costs ~20 ms)."""
-    if workers <= 1 or n_files <= 1:
+    if workers <= 1 or n_jobs <= 1:
         yield None
         return
-    with ProcessPoolExecutor(min(workers, n_files), mp_context=get_context("fork")) as pool:
+    pool = get_context("fork").Pool(min(workers, n_jobs))
+    try:
         yield pool
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
 
 
 # ----------------------------------------------------------------------------
 # The steps
 
 
-def learn_corpus(pool, files: list[Path], sizes: list[int], cfg: PrepareConfig) -> dict | None:
-    """What the corpus-level rules learn from every file. A single file learns from itself
-    while it is cleaned (None)."""
-    if len(files) == 1:
-        return None
-    scans = run_parallel(pool, _scan, [(str(p), cfg.clean, cfg.replace_bad_bytes) for p in files], sizes,
-                         "read", cfg.progress)
-    return learn([s for s, _ in scans], sum(n for _, n in scans), cfg.clean)
+def survey_all(pool, files: list[Path], cfg: PrepareConfig) -> list[Source]:
+    """Every file's pieces; only files larger than a piece need a pass over their bytes."""
+    sources = [survey(p, cfg.replace_bad_bytes, cfg.piece_bytes) if os.path.getsize(p) <= cfg.piece_bytes
+               or p.suffix.lower() == ".json" else None for p in files]
+    big = [i for i, s in enumerate(sources) if s is None]
+    jobs = [(str(files[i]), cfg.replace_bad_bytes, cfg.piece_bytes) for i in big]
+    for k, source in run_parallel(pool, _survey, jobs, [os.path.getsize(files[i]) for i in big], "survey",
+                                  cfg.progress):
+        sources[big[k]] = source
+    return sources
 
 
-def clean_all(pool, files: list[Path], sizes: list[int], cfg: PrepareConfig, work: Path,
-              learned: dict | None) -> list[CleanedFile]:
-    jobs = [(i, str(p), cfg.clean, cfg.replace_bad_bytes, cfg.val_fraction, str(work), learned, cfg.vocab == "char")
-            for i, p in enumerate(files)]
-    return run_parallel(pool, _clean, jobs, sizes, "clean", cfg.progress)
+def piece_list(sources: list[Source]) -> list[tuple[int, Piece]]:
+    return [(f, piece) for f, s in enumerate(sources) for piece in s.pieces]
 
 
-def dedup(cleaned: list[CleanedFile], keep_duplicates: bool) -> set[tuple[int, int]]:
-    """Drop near-duplicate documents (recorded in their file's report); flag documents with
-    far less punctuation than the corpus. Returns the (file, document) pairs dropped."""
+def piece_size(source: Source, piece: Piece) -> int:
+    return source.size if piece.whole else piece.end - piece.start
+
+
+def learn_corpus(pool, sources: list[Source], cfg: PrepareConfig) -> tuple[dict | None, list[int]]:
+    """(what the corpus-level rules learn from every piece, the number of each piece's first
+    document in its file). A corpus of one small file learns from itself while it is cleaned
+    (None), as a file cleaned alone does."""
+    pieces = piece_list(sources)
+    if len(pieces) == 1 and pieces[0][1].whole:
+        return None, [0]
+    learner = Learner(cfg.clean)
+    partial: dict[int, list] = {}        # file -> [its scan so far, pieces still to come, documents]
+    n_docs = [0] * len(pieces)
+    jobs = [(piece, cfg.clean, cfg.replace_bad_bytes) for _, piece in pieces]
+    sizes = [piece_size(sources[f], piece) for f, piece in pieces]
+    for i, (scan, docs) in run_parallel(pool, _scan, jobs, sizes, "read", cfg.progress):
+        f = pieces[i][0]
+        n_docs[i] = docs
+        mine = partial.setdefault(f, [None, len(sources[f].pieces), 0])
+        mine[0], mine[1], mine[2] = merge_pieces(mine[0], scan), mine[1] - 1, mine[2] + docs
+        if mine[1] == 0:   # the file is complete: fold it into the corpus's summary
+            learner.add_file(mine[0], mine[2])
+            del partial[f]
+    first = [0] * len(pieces)
+    for i in range(1, len(pieces)):
+        if pieces[i][0] == pieces[i - 1][0]:
+            first[i] = first[i - 1] + n_docs[i - 1]
+    return learner.learned(), first
+
+
+def clean_all(pool, sources: list[Source], first_docs: list[int], cfg: PrepareConfig, work: Path,
+              learned: dict | None, char_counts: np.ndarray | None) -> list[CleanedPiece]:
+    """Every piece cleaned, in input order; the character counts added into `char_counts`."""
+    pieces = piece_list(sources)
+    jobs = [(i, f, piece, first_docs[i], cfg.clean, cfg.replace_bad_bytes, cfg.val_fraction, str(work), learned,
+             char_counts is not None) for i, (f, piece) in enumerate(pieces)]
+    sizes = [piece_size(sources[f], piece) for f, piece in pieces]
+    cleaned: list = [None] * len(jobs)
+    for i, c in run_parallel(pool, _clean, jobs, sizes, "clean", cfg.progress):
+        if c.counts is not None:
+            char_counts[c.counts[0]] += c.counts[1]
+            c.counts = None
+        cleaned[i] = c
+    return cleaned
+
+
+def file_reports(sources: list[Source], cleaned: list[CleanedPiece], dropped: set) -> list[FileReport]:
+    """One report per input file: a small file's is its piece's; a large file's pieces' are
+    added up under its name, encoding and size."""
+    reports: list[FileReport | None] = [None] * len(sources)
+    kept = [False] * len(sources)
+    for p, c in enumerate(cleaned):
+        kept[c.file] |= any((p, d) not in dropped for d in range(len(c.docs)))
+        if reports[c.file] is None:
+            reports[c.file] = c.report
+        else:
+            reports[c.file].merge(c.report)
+    for f, (source, r) in enumerate(zip(sources, reports)):
+        if source.encoding:   # read in pieces
+            r.encoding, r.bytes = source.encoding, source.size
+            if not r.documents:
+                r.skipped = "empty file"
+            elif not any(c.docs for c in cleaned if c.file == f):
+                r.skipped = why_empty(r)
+        if r.skipped is None and not kept[f]:
+            r.skipped = "duplicate of another document"
+    return reports
+
+
+def dedup(cleaned: list[CleanedPiece], keep_duplicates: bool) -> set[tuple[int, int]]:
+    """Drop near-duplicate documents (recorded in their piece's report); flag documents with
+    far less punctuation than the corpus. Returns the (piece, document) pairs dropped."""
     where = [(f, d) for f, c in enumerate(cleaned) for d in range(len(c.docs))]
     sigs = [cleaned[f].docs[d].signature for f, d in where]
     dropped = {} if keep_duplicates else find_duplicates(sigs)
@@ -204,16 +305,12 @@ def dedup(cleaned: list[CleanedFile], keep_duplicates: bool) -> set[tuple[int, i
         f, d = where[i]
         cleaned[f].report.low_punctuation.append({"doc": cleaned[f].docs[d].name, "punctuation_per_hanzi": rate,
                                                   "corpus": corpus})
-    gone = {where[i] for i in dropped}
-    for f, c in enumerate(cleaned):
-        if c.docs and all((f, d) in gone for d in range(len(c.docs))):
-            c.report.skipped = "duplicate of another document"
-    return gone
+    return {where[i] for i in dropped}
 
 
-def kept_streams(cleaned: list[CleanedFile], dropped: set, which: int):
+def kept_streams(cleaned: list[CleanedPiece], dropped: set, which: int):
     """The train (which=0) or val (which=1) code points of every kept document (each
-    followed by NUL), one file at a time."""
+    followed by NUL), one piece at a time."""
     for f, c in enumerate(cleaned):
         if c.path is None:
             continue
@@ -256,52 +353,92 @@ def _code_points(texts: list[str]) -> np.ndarray:
     return np.frombuffer(("\x00".join(texts) + "\x00").encode("utf-32-le"), dtype=np.uint32)
 
 
-def vocabulary(cfg: PrepareConfig, cleaned: list[CleanedFile], dropped: set):
+def vocabulary(cfg: PrepareConfig, cleaned: list[CleanedPiece], dropped: set, char_counts: np.ndarray | None):
     if cfg.vocab == "char":
-        total = np.zeros(0x110000, dtype=np.int64)  # summed in numpy: thousands of small files stay cheap
-        for f, c in enumerate(cleaned):
-            for d, doc in enumerate(c.docs):
-                if (f, d) not in dropped:
-                    cps, n = doc.counts
-                    total[cps] += n
-        nz = np.flatnonzero(total)
-        return build_corpus_char_tokenizer(counts_to_counter(nz, total[nz]), cfg.min_count)
+        for f, c in enumerate(cleaned):   # the duplicates' characters out again
+            gone = [doc.train for d, doc in enumerate(c.docs) if (f, d) in dropped and doc.train_chars]
+            if gone:
+                stream = c.stream(0)
+                for a, b in gone:
+                    n = np.bincount(stream[a:b - 1])
+                    char_counts[:len(n)] -= n
+        nz = np.flatnonzero(char_counts)
+        return build_corpus_char_tokenizer(counts_to_counter(nz, char_counts[nz]), cfg.min_count)
     texts = [t for st in kept_streams(cleaned, dropped, 0) for t in stream_texts(st)] if cfg.vocab == "words" else []
     return resolve_vocab(cfg.vocab, texts, cfg.min_count)
 
 
-def encode_to_file(tok, cleaned: list[CleanedFile], dropped: set, which: int, dtype, out: Path,
-                   progress: bool, desc: str) -> tuple[int, int]:
-    """Encode every kept document's train (which=0) or val (which=1) text, each followed by
-    the end-of-text token, appending ids to `out`. Returns (tokens, unknown tokens)."""
+def encode_stream(tok, cleaned: list[CleanedPiece], dropped: set, which: int, dtype, progress: bool, desc: str):
+    """Every kept document's train (which=0) or val (which=1) text as token ids, each document
+    followed by the end-of-text token: arrays in order, a piece (or a batch) at a time."""
     lut = char_lookup(tok, dtype)
-    unk = tok.token_to_id(specials_of(tok).unk)
-    n_tok = n_unk = 0
     batch: list[str] = []
     size = 0
-    with open(out, "wb") as f:
-        def put(ids: np.ndarray) -> None:
-            nonlocal n_tok, n_unk
-            ids.tofile(f)
-            n_tok += len(ids)
-            n_unk += int((ids == unk).sum())
-
-        def flush():
-            nonlocal batch, size
-            if batch:
-                put(encode_documents(tok, batch, dtype, progress, desc))
+    for stream in kept_streams(cleaned, dropped, which):
+        if lut is not None:   # a character vocabulary: one table lookup, no tokenizer
+            yield lut[stream]
+            continue
+        batch += stream_texts(stream)
+        size += len(stream)
+        if size >= BATCH_CHARS:
+            yield encode_documents(tok, batch, dtype, progress, desc)
             batch, size = [], 0
+    if batch:
+        yield encode_documents(tok, batch, dtype, progress, desc)
 
-        for stream in kept_streams(cleaned, dropped, which):
-            if lut is not None:   # a character vocabulary: one table lookup, no tokenizer
-                put(lut[stream])
-                continue
-            batch += stream_texts(stream)
-            size += len(stream)
-            if size >= BATCH_CHARS:
-                flush()
-        flush()
-    return n_tok, n_unk
+
+class TokenCount:
+    """Tokens and unknown tokens seen on the way to a file."""
+
+    def __init__(self, unk: int):
+        self.unk_id, self.tokens, self.unknown = unk, 0, 0
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        self.tokens += len(ids)
+        self.unknown += int(np.count_nonzero(ids == self.unk_id))
+        return ids
+
+
+def write_train(tok, cleaned: list[CleanedPiece], dropped: set, dtype, requested: int, work: Path, out: Path,
+                progress: bool) -> tuple[list[dict], TokenCount, str | None]:
+    """The training ids streamed into shards. With a character vocabulary the number of tokens
+    is known before encoding (one per character and per document), so ids go straight into
+    the shards; otherwise they go to one file first, then are cut into shards from it."""
+    count = TokenCount(tok.token_to_id(specials_of(tok).unk))
+    ids = (count(a) for a in encode_stream(tok, cleaned, dropped, 0, dtype, progress, "tokenize train"))
+    if char_lookup(tok, dtype) is not None:
+        total = sum(doc.train[1] - doc.train[0] for f, c in enumerate(cleaned) for d, doc in enumerate(c.docs)
+                    if (f, d) not in dropped)
+        if total == 0:
+            raise CorpusError("no training text left after cleaning and deduplication")
+        num_shards, capped = shard_count(requested, total)
+        writer = ShardWriter(out, dtype, total, num_shards)
+        for a in ids:
+            writer.write(a)
+        return writer.close(), count, capped
+    spill = HashedFile(work / "train.ids", dtype)
+    for a in ids:
+        spill.write(a)
+    spill.close()
+    if count.tokens == 0:
+        raise CorpusError("no training text left after cleaning and deduplication")
+    num_shards, capped = shard_count(requested, count.tokens)
+    shards = shard_file(work / "train.ids", out, dtype, num_shards)
+    (work / "train.ids").unlink()
+    return shards, count, capped
+
+
+def write_val(tok, cleaned: list[CleanedPiece], dropped: set, dtype, out: Path,
+              progress: bool) -> tuple[dict | None, TokenCount]:
+    count = TokenCount(tok.token_to_id(specials_of(tok).unk))
+    f = HashedFile(out / "val.bin", dtype)
+    for a in encode_stream(tok, cleaned, dropped, 1, dtype, progress, "tokenize val"):
+        f.write(count(a))
+    entry = f.close()
+    if not count.tokens:
+        (out / "val.bin").unlink()
+        return None, count
+    return entry, count
 
 
 @contextmanager
@@ -331,7 +468,7 @@ def shard_count(requested: int, n_train: int) -> tuple[int, str | None]:
 
 def prepare(cfg: PrepareConfig) -> dict:
     """Run the whole stage; return the manifest. Raises CorpusError / ShardError / VocabError /
-    LockError. Memory holds about one input file (plus the token ids, memory-mapped, when sharding)."""
+    LockError. Memory holds about one piece per worker, and a signature per document."""
     from .clean.html_report import write_html_report
 
     t0 = time.time()
@@ -341,46 +478,43 @@ def prepare(cfg: PrepareConfig) -> dict:
             atomic_output_dir(out, cfg.overwrite) as tmp:
         work = tmp / ".work"
         work.mkdir()
-        sizes = [p.stat().st_size for p in files]
-        with worker_pool(cfg.workers, len(files)) as pool:
-            learned = learn_corpus(pool, files, sizes, cfg)
-            cleaned = clean_all(pool, files, sizes, cfg, work, learned)
-        reports = [c.report for c in cleaned]
+        char_counts = np.zeros(0x110000, dtype=np.int64) if cfg.vocab == "char" else None
+        big = any(os.path.getsize(f) > cfg.piece_bytes for f in files)   # pieces to spread over the workers
+        with worker_pool(cfg.workers, len(files) + (cfg.workers if big else 0)) as pool:
+            sources = survey_all(pool, files, cfg)
+            learned, first_docs = learn_corpus(pool, sources, cfg)
+            cleaned = clean_all(pool, sources, first_docs, cfg, work, learned, char_counts)
         if all(c.path is None for c in cleaned):
+            reports = file_reports(sources, cleaned, set())
             reasons = "; ".join(f"{r.path}: {r.skipped}" for r in reports if r.skipped)
             raise CorpusError(f"nothing usable to prepare ({reasons or 'no text'})")
         dropped = dedup(cleaned, cfg.clean.keep_duplicates)
-        tok = vocabulary(cfg, cleaned, dropped)
+        reports = file_reports(sources, cleaned, dropped)
+        tok = vocabulary(cfg, cleaned, dropped, char_counts)
         dtype = token_dtype(tok.get_vocab_size())
-        n_train, unk_train = encode_to_file(tok, cleaned, dropped, 0, dtype, work / "train.ids", cfg.progress,
-                                            "tokenize train")
-        n_val, unk_val = encode_to_file(tok, cleaned, dropped, 1, dtype, work / "val.ids", cfg.progress,
-                                        "tokenize val")
-        if n_train == 0:
-            raise CorpusError("no training text left after cleaning and deduplication")
-        train_ids = np.memmap(work / "train.ids", dtype=dtype, mode="r")
-        val_ids = np.fromfile(work / "val.ids", dtype=dtype) if n_val else None
-        num_shards, capped = shard_count(cfg.num_shards, n_train)
+        shards, train_count, capped = write_train(tok, cleaned, dropped, dtype, cfg.num_shards, work, tmp,
+                                                  cfg.progress)
+        val, val_count = write_val(tok, cleaned, dropped, dtype, tmp, cfg.progress)
+        n_train, n_val = train_count.tokens, val_count.tokens
         if capped:
             print(f"gpt2zh prepare: {capped}", file=sys.stderr)
-        kept = [(f, d) for f, c in enumerate(cleaned) for d in range(len(c.docs)) if (f, d) not in dropped]
+        kept = [c.docs[d] for f, c in enumerate(cleaned) for d in range(len(c.docs)) if (f, d) not in dropped]
         report = summarize(reports)
         report["split"] = {
             "val_fraction": cfg.val_fraction,
-            "train_chars": sum(cleaned[f].docs[d].train_chars for f, d in kept),
-            "val_chars": sum(cleaned[f].docs[d].val_chars for f, d in kept),
-            "boundary_breaks": sum(cleaned[f].docs[d].chars - cleaned[f].docs[d].train_chars
-                                   - cleaned[f].docs[d].val_chars for f, d in kept),
+            "train_chars": sum(doc.train_chars for doc in kept),
+            "val_chars": sum(doc.val_chars for doc in kept),
+            "boundary_breaks": sum(doc.chars - doc.train_chars - doc.val_chars for doc in kept),
         }
         report["tokens"] = {"train": n_train, "val": n_val, "vocab_size": tok.get_vocab_size(),
-                            "train_unknown": unk_train, "val_unknown": unk_val,
+                            "train_unknown": train_count.unknown, "val_unknown": val_count.unknown,
                             # the same figure `gpt2zh eval --data` reports for val.bin
-                            "val_unknown_rate": unk_val / n_val if n_val else None}
-        report["shards"] = {"requested": cfg.num_shards, "written": num_shards, "capped": capped}
+                            "val_unknown_rate": val_count.unknown / n_val if n_val else None}
+        report["shards"] = {"requested": cfg.num_shards, "written": len(shards), "capped": capped}
         report["seconds"] = round(time.time() - t0, 3)
         (tmp / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
         write_html_report(report, tmp / "report.html", seed=cfg.report_seed)
-        manifest = write_shard_set(tmp, tok, train_ids, val_ids, num_shards, {
+        manifest = write_manifest(tmp, tok, dtype, shards, val, {
             "sources": [{"path": r.path, "encoding": r.encoding, "bytes": r.bytes, "documents": r.documents,
                          "skipped": r.skipped} for r in reports],
             "vocab": cfg.vocab,
@@ -389,7 +523,6 @@ def prepare(cfg: PrepareConfig) -> dict:
             "train_chars": report["split"]["train_chars"],
             "cleaning": report,
         })
-        del train_ids
         shutil.rmtree(work)
     return manifest
 

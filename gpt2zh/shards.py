@@ -12,6 +12,7 @@ readinto() per shard into a preallocated array, 2 bytes of RAM per token for uin
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -126,37 +127,137 @@ def atomic_output_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path
         raise
 
 
-def write_shard_set(out: Path, tok: Tokenizer, train_ids: np.ndarray, val_ids: np.ndarray | None,
-                    num_shards: int, extra: dict) -> dict:
-    """Write shards, tokenizer and manifest into `out` (normally a temporary directory)."""
+class HashedFile:
+    """Token ids appended to one file, counted and hashed on the way. A write that fails (a
+    full disk, a file-size limit) is a ShardError naming the file."""
+
+    def __init__(self, path: Path, dtype: np.dtype):
+        self.path, self.dtype = path, np.dtype(dtype)
+        self.tokens = 0
+        self._hash = hashlib.sha256()
+        try:
+            self._f = open(path, "wb")
+        except OSError as e:
+            raise write_error(path, e) from None
+
+    def write(self, ids: np.ndarray) -> None:
+        ids = np.ascontiguousarray(ids, dtype=self.dtype)
+        view = memoryview(ids).cast("B")
+        try:
+            self._f.write(view)
+        except OSError as e:
+            raise write_error(self.path, e) from None
+        self._hash.update(view)
+        self.tokens += len(ids)
+
+    def close(self) -> dict:
+        try:
+            self._f.close()
+        except OSError as e:
+            raise write_error(self.path, e) from None
+        return {"file": self.path.name, "tokens": self.tokens, "sha256": self._hash.hexdigest()}
+
+
+def write_error(path: Path, e: OSError) -> ShardError:
+    """The error for a write that failed, naming the file (a full disk is the usual cause)."""
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or e.errno is None  # (numpy's short write)
+    return ShardError(f"{path}: cannot write: {e.strerror or e}" + ("; is the disk full? Free some space or "
+                                                                    "write elsewhere, and run again" if full else ""))
+
+
+def write_array(path: Path, array: np.ndarray) -> None:
+    try:
+        array.tofile(path)
+    except OSError as e:
+        raise write_error(path, e) from None
+
+
+class ShardWriter:
+    """`total` token ids streamed into `num_shards` files train_000.bin ... in order, cut where
+    np.array_split would cut them (the first total % num_shards one token longer), so that
+    memory holds only what is being written."""
+
+    def __init__(self, out: Path, dtype: np.dtype, total: int, num_shards: int):
+        num_shards = max(1, min(num_shards, total))
+        base, extra = divmod(total, num_shards)
+        self.sizes = [base + (i < extra) for i in range(num_shards)]
+        self.out, self.dtype = out, np.dtype(dtype)
+        self.entries: list[dict] = []
+        self._file: HashedFile | None = None
+
+    def write(self, ids: np.ndarray) -> None:
+        while len(ids):
+            if self._file is None:
+                if len(self.entries) == len(self.sizes):
+                    raise ValueError(f"ShardWriter: more than the {sum(self.sizes)} tokens announced")
+                self._file = HashedFile(self.out / f"train_{len(self.entries):03d}.bin", self.dtype)
+            room = self.sizes[len(self.entries)] - self._file.tokens
+            self._file.write(ids[:room])
+            ids = ids[room:]
+            if self._file.tokens == self.sizes[len(self.entries)]:
+                self.entries.append(self._file.close())
+                self._file = None
+
+    def close(self) -> list[dict]:
+        if sum(self.sizes) == 0 and not self.entries:   # no tokens: one empty shard, as array_split gives
+            self.entries.append(HashedFile(self.out / "train_000.bin", self.dtype).close())
+        if len(self.entries) != len(self.sizes):
+            raise ValueError(f"ShardWriter: {sum(e['tokens'] for e in self.entries)} tokens written, "
+                             f"{sum(self.sizes)} announced")
+        return self.entries
+
+
+COPY_TOKENS = 1 << 24   # tokens per read when cutting a file of ids into shards
+
+
+def shard_file(src: Path, out: Path, dtype: np.dtype, num_shards: int) -> list[dict]:
+    """Cut a file of token ids into shards, reading it a chunk at a time."""
+    dtype = np.dtype(dtype)
+    total = src.stat().st_size // dtype.itemsize
+    writer = ShardWriter(out, dtype, total, num_shards)
+    with open(src, "rb") as f:
+        while chunk := f.read(COPY_TOKENS * dtype.itemsize):
+            writer.write(np.frombuffer(chunk, dtype=dtype))
+    return writer.close()
+
+
+def write_manifest(out: Path, tok: Tokenizer, dtype: np.dtype, shards: list[dict], val: dict | None,
+                   extra: dict) -> dict:
+    """tokenizer.json, tokenizer_config.json and manifest.json beside the shards."""
     from .vocab import save_tokenizer
 
-    dtype = train_ids.dtype
-    num_shards = max(1, min(num_shards, len(train_ids)))
-    shards = []
-    for i, part in enumerate(np.array_split(train_ids, num_shards)):
-        name = f"train_{i:03d}.bin"
-        part.tofile(out / name)
-        shards.append({"file": name, "tokens": int(len(part)), "sha256": _sha256(part)})
-    val = None
-    if val_ids is not None and len(val_ids):
-        val_ids.tofile(out / "val.bin")
-        val = {"file": "val.bin", "tokens": int(len(val_ids)), "sha256": _sha256(val_ids)}
     save_tokenizer(tok, out)
     sp = specials_of(tok)
     manifest = {
         "format_version": FORMAT_VERSION,
-        "dtype": dtype.name,
+        "dtype": np.dtype(dtype).name,
         "vocab_size": tok.get_vocab_size(),
         "tokenizer_sha256": tokenizer_hash(tok),
         "special_tokens": {"eos": sp.eos, "unk": sp.unk, "pad": sp.pad, "newline": sp.newline},
-        "train_tokens": int(len(train_ids)),
+        "train_tokens": sum(e["tokens"] for e in shards),
         "shards": shards,
         "val": val,
         **extra,
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+    path = out / "manifest.json"
+    try:
+        path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+    except OSError as e:
+        raise write_error(path, e) from None
     return manifest
+
+
+def write_shard_set(out: Path, tok: Tokenizer, train_ids: np.ndarray, val_ids: np.ndarray | None,
+                    num_shards: int, extra: dict) -> dict:
+    """Write shards, tokenizer and manifest into `out` (normally a temporary directory) from arrays."""
+    writer = ShardWriter(out, train_ids.dtype, len(train_ids), num_shards)
+    writer.write(train_ids)
+    val = None
+    if val_ids is not None and len(val_ids):
+        f = HashedFile(out / "val.bin", train_ids.dtype)
+        f.write(val_ids)
+        val = f.close()
+    return write_manifest(out, tok, train_ids.dtype, writer.close(), val, extra)
 
 
 # ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import TINY
 
-from gpt2zh.clean.decode import read_text_file
+from gpt2zh.decode import read_text_file
 from gpt2zh.degeneration import (CALIBRATION_FILE, COLLAPSE_LIMIT, REFERENCE_FILE, Calibration, collapse,
                                  fixation, flagged_spans, function_chars, report, window_starts)
 from gpt2zh.reference import CharNgram

@@ -20,11 +20,11 @@ import re
 from dataclasses import field, make_dataclass
 
 from .base import CJK_RE, RULES, Doc, Rule, cut_pattern, register  # noqa: F401
-from .decode import BinaryFileError, CorpusError, decode_bytes, find_inputs, read_documents, read_text_file  # noqa: F401
+from ..decode import BinaryFileError, CorpusError, decode_bytes, find_inputs, read_documents, read_text_file  # noqa: F401
 from .report import FileReport, summarize  # noqa: F401
 
 for _m in pkgutil.iter_modules(__path__):
-    if _m.name not in ("base", "decode", "report", "dedup", "html_report"):
+    if _m.name not in ("base", "report", "dedup", "html_report"):
         importlib.import_module(f"{__name__}.{_m.name}")
 
 from .paragraphs import note_unfinished  # noqa: E402  (after every rule is registered)
@@ -58,7 +58,8 @@ def pipeline(opts) -> list[Rule]:
 
 
 def scan(texts: list[str], opts) -> dict:
-    """What the corpus-level rules need from one file's raw documents (line ends normalized)."""
+    """What the corpus-level rules need from one file's raw documents (line ends normalized),
+    or from one piece of a large file."""
     out = {}
     for rule in pipeline(opts):
         s = rule.scan(texts)
@@ -67,14 +68,47 @@ def scan(texts: list[str], opts) -> dict:
     return out
 
 
+def merge_pieces(file_scan: dict | None, piece_scan: dict) -> dict:
+    """A large file's scan, its pieces' added up as they come."""
+    if file_scan is None:
+        return piece_scan
+    for name, s in piece_scan.items():
+        if name in file_scan:
+            file_scan[name].add_piece(s)
+        else:
+            file_scan[name] = s
+    return file_scan
+
+
+class Learner:
+    """What the corpus-level rules learn, folded in one file's scan at a time, so that the
+    parent never holds every file's summary (each rule's summary caps its own size)."""
+
+    def __init__(self, opts):
+        self.rules = pipeline(opts)
+        self.corpus: dict = {}
+        self.n_docs = 0
+
+    def add_file(self, file_scan: dict, n_docs: int) -> None:
+        self.n_docs += n_docs
+        for name, s in file_scan.items():
+            if name in self.corpus:
+                self.corpus[name].add_file(s)
+            else:
+                self.corpus[name] = s
+
+    def learned(self) -> dict:
+        """What `clean_text` passes to the rules."""
+        return {r.name: r.finish(self.corpus[r.name], self.n_docs) for r in self.rules if r.name in self.corpus}
+
+
 def learn(scans: list[dict], n_docs: int, opts) -> dict:
-    """Merge every file's scan into what `clean_text` passes to the rules."""
-    learned = {}
-    for rule in pipeline(opts):
-        mine = [s[rule.name] for s in scans if rule.name in s]
-        if mine:
-            learned[rule.name] = rule.learn(mine, n_docs)
-    return learned
+    """Every file's scan merged into what `clean_text` passes to the rules."""
+    learner = Learner(opts)
+    for s in scans:
+        learner.add_file(s, 0)
+    learner.n_docs = n_docs
+    return learner.learned()
 
 
 REPLACED_RE = re.compile("\ufffd")

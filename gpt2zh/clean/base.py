@@ -7,7 +7,8 @@ removed character under the rule's name and sample the drops for the report.
 
 Rules that learn from the whole corpus (boilerplate that recurs across files) also
 implement `scan(texts)`, run on every file's raw documents before cleaning starts (in
-the worker processes), and `learn(scans)`, run once in the parent; what `learn`
+the worker processes), and `finish(summary, n_docs)`, run once in the parent on the
+summaries folded together (`learn(scans, n_docs)` does both for a list); what it
 returns reaches `apply` as `doc.learned[name]`.
 """
 from __future__ import annotations
@@ -56,11 +57,16 @@ class Rule:
     def apply(self, text: str, doc: "Doc") -> str:
         raise NotImplementedError
 
-    # Corpus-level learning (optional): scan each file's raw documents, learn once.
+    # Corpus-level learning (optional): scan each file's raw documents (or each piece of a
+    # large file) into a summary with add_piece(other) and add_file(other); `finish` turns the
+    # corpus's summary into what `apply` reads as doc.learned[name].
     def scan(self, texts: list[str]):
         return None
 
     def learn(self, scans: list, n_docs: int):
+        return None
+
+    def finish(self, summary, n_docs: int):
         return None
 
 

@@ -82,17 +82,25 @@ class Recurrence:
     """How often a template recurs, and in how many different places: what comes just
     before it. Boilerplate recurs in many places (after every chapter's last line, at every
     page top); a line shared by two editions of the same book, or by a file given twice,
-    recurs in one place only, and is not boilerplate."""
+    recurs in one place only, and is not boilerplate.
+
+    One summary per piece of a file, added up into the file's (`add_piece`), files folded
+    into the corpus's (`add_file`: a count is the most one file holds). Its table is capped
+    at CAP templates: when it fills, the templates held by the fewest documents are forgotten
+    (those already recurring within one file in enough places are kept), so that memory does
+    not grow with the corpus; `forgotten` says how many."""
 
     MIN_IN_FILE = 3            # occurrences within one file
     MIN_DOC_SHARE = 1 / 200    # ... or documents of the corpus holding it (and at least 3)
     MIN_PLACES = 3             # ... in at least this many different places
     KEEP_PLACES = 4
+    CAP = 100_000              # templates in the table (tens of MB at most)
 
     def __init__(self):
         self.count: Counter = Counter()     # occurrences in this file
         self.docs: Counter = Counter()      # documents holding it
         self.places: dict = {}              # template -> a few crc32s of what came before it
+        self.forgotten = 0
 
     def add(self, template: str, before: str) -> None:
         self.count[template] += 1
@@ -102,26 +110,58 @@ class Recurrence:
 
     def end_document(self, seen: set) -> None:
         self.docs.update(seen)
+        self._bound()
+
+    def add_piece(self, other: "Recurrence") -> None:
+        """Another piece of the same file."""
+        self.count.update(other.count)
+        self._absorb(other)
+
+    def add_file(self, other: "Recurrence") -> None:
+        """Another file of the corpus."""
+        count = self.count
+        for t, n in other.count.items():
+            if n > count.get(t, 0):
+                count[t] = n
+        self._absorb(other)
+
+    def _absorb(self, other: "Recurrence") -> None:
+        self.docs.update(other.docs)
+        for t, p in other.places.items():
+            mine = self.places.setdefault(t, set())
+            if len(mine) < self.KEEP_PLACES:
+                mine |= p
+        self.forgotten += other.forgotten
+        self._bound()
+
+    def _bound(self) -> None:
+        if len(self.places) <= self.CAP:
+            return
+        sure = {t for t, p in self.places.items() if len(p) >= self.MIN_PLACES and self.count[t] >= self.MIN_IN_FILE}
+        rest = sorted((t for t in self.places if t not in sure), key=lambda t: (-self.docs[t], t))
+        keep = sure | set(rest[: max(0, self.CAP // 2 - len(sure))])
+        gone = [t for t in self.places if t not in keep]
+        for t in gone:
+            del self.places[t]
+            self.count.pop(t, None)
+            self.docs.pop(t, None)
+        self.forgotten += len(gone)
+
+    def learned(self, n_docs: int) -> frozenset:
+        need = max(3, n_docs * self.MIN_DOC_SHARE)
+        count, docs = self.count, self.docs
+        learned = {t for t, p in self.places.items()
+                   if len(p) >= self.MIN_PLACES and (count[t] >= self.MIN_IN_FILE or docs[t] >= need)}
+        # two letters or characters alone recur in ordinary dialogue ("嗯", "啊啊")
+        return frozenset(t for t in learned if len(t) >= 3 or not t.isalpha())
 
     @classmethod
     def learn(cls, scans: list, n_docs: int) -> frozenset:
-        count: Counter = Counter()   # the most a file holds
-        docs: Counter = Counter()
-        places: dict = {}
+        corpus = cls()
         for scan in scans:
-            if scan is None:
-                continue
-            for t, n in scan.count.items():
-                count[t] = max(count[t], n)
-            docs.update(scan.docs)
-            for t, p in scan.places.items():
-                mine = places.setdefault(t, set())
-                mine |= p
-        need = max(3, n_docs * cls.MIN_DOC_SHARE)
-        learned = {t for t, p in places.items()
-                   if len(p) >= cls.MIN_PLACES and (count[t] >= cls.MIN_IN_FILE or docs[t] >= need)}
-        # two letters or characters alone recur in ordinary dialogue ("嗯", "啊啊")
-        return frozenset(t for t in learned if len(t) >= 3 or not t.isalpha())
+            if scan is not None:
+                corpus.add_file(scan)
+        return corpus.learned(n_docs)
 
 
 class LearnsRecurrence(Rule):
@@ -129,6 +169,9 @@ class LearnsRecurrence(Rule):
 
     def learn(self, scans: list, n_docs: int):
         return Recurrence.learn(scans, n_docs)
+
+    def finish(self, summary: Recurrence, n_docs: int):
+        return summary.learned(n_docs)
 
     def learned(self, text: str, doc: Doc) -> frozenset:
         learned = doc.learned.get(self.name)

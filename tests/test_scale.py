@@ -1,0 +1,198 @@
+"""`prepare` on files larger than memory should need: files read in pieces, the corpus-level
+summaries capped, shards written as they fill, and the errors a large job meets."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpt2zh import decode
+from gpt2zh.clean.lines import Recurrence
+from gpt2zh.corpus import clean_file, CleanOptions
+from gpt2zh.decode import CorpusError, read_piece, read_text_file, survey
+from gpt2zh.prepare import PrepareConfig, prepare
+from gpt2zh.shards import ShardError, ShardWriter, _sha256, load_tokens, read_manifest
+
+PIECE = 256 << 10
+
+
+def novel_jsonl(corpora: Path, dest: Path, doc_chars: int = 5000) -> Path:
+    """The three novels as JSON lines of `doc_chars` characters (with a raw U+2028 in one)."""
+    lines = []
+    for name in ("xiyouji.gbk.txt", "sanguoyanyi.gbk.txt", "shuihuzhuan.txt"):
+        text = read_text_file(corpora / name)
+        lines += [json.dumps({"text": text[i:i + doc_chars]}, ensure_ascii=False) for i in range(0, len(text), doc_chars)]
+    lines[3] = json.dumps({"text": "他说\u2028道：“好。”" + json.loads(lines[3])["text"]}, ensure_ascii=False)
+    dest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return dest
+
+
+def figures(out: Path) -> dict:
+    """The report's figures, without the random samples of drops or the time taken."""
+    rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    rep.pop("seconds")
+    rep.pop("samples")
+    for f in rep["files"]:
+        f.pop("samples")
+        f["unfinished"].pop("items")
+        f["duplicates"].sort(key=lambda d: d["doc"])
+    return rep
+
+
+def shard_bytes(out: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted(out.glob("*.bin"))]
+
+
+def test_jsonl_in_pieces_gives_the_same_shards_and_report(corpora, tmp_path):
+    src = novel_jsonl(corpora, tmp_path / "novels.jsonl")
+    assert len(survey(src, piece_bytes=PIECE).pieces) >= 10
+    whole, pieces = tmp_path / "whole", tmp_path / "pieces"
+    prepare(PrepareConfig(inputs=[str(src)], out=str(whole), progress=False, workers=1))
+    prepare(PrepareConfig(inputs=[str(src)], out=str(pieces), progress=False, workers=2, piece_bytes=PIECE))
+    assert shard_bytes(whole) == shard_bytes(pieces)
+    assert figures(whole) == figures(pieces)
+    assert (whole / "tokenizer.json").read_bytes() == (pieces / "tokenizer.json").read_bytes()
+    # the line with a raw U+2028 inside its string is one document, not two broken lines
+    text = load_tokens(whole)
+    assert figures(whole)["files"][0]["documents"] == len(src.read_text(encoding="utf-8").split("\n")) - 1
+    assert len(text) > 0
+
+
+def test_large_text_file_is_cut_at_chapter_headings_and_cleaned_like_the_whole(corpora, tmp_path):
+    src = corpora / "xiyouji.gbk.txt"          # GB18030, 1.4 MB
+    source = survey(src, piece_bytes=PIECE)
+    assert source.encoding == "gb18030" and len(source.pieces) >= 4
+    assert source.pieces[0].start == 0 and source.pieces[-1].end == src.stat().st_size
+    assert all(a.end == b.start for a, b in zip(source.pieces, source.pieces[1:]))
+    whole_text = read_text_file(src)
+    joined = "".join(read_piece(p)[0][0] for p in source.pieces)
+    assert joined.replace("\r\n", "\n") == whole_text            # not a character lost or doubled at a cut
+    for a, b in zip(source.pieces, source.pieces[1:]):   # its headings have a prefix: cut at paragraph starts
+        assert read_piece(a)[0][0].endswith("\n") and read_piece(b)[0][0].startswith("    ")
+    for name in ("shuihuzhuan.txt", "sanguoyanyi.gbk.txt"):   # headings of their own: cut before a chapter
+        pieces = survey(corpora / name, piece_bytes=PIECE).pieces
+        assert len(pieces) >= 4 and all(read_piece(p)[0][0].startswith("第") for p in pieces[1:])
+    out = tmp_path / "out"
+    m = prepare(PrepareConfig(inputs=[str(src)], out=str(out), progress=False, piece_bytes=PIECE))
+    f = m["cleaning"]["files"][0]
+    assert f["encoding"] == "gb18030" and f["bytes"] == src.stat().st_size and f["skipped"] is None
+    assert f["documents"] == len(source.pieces) and m["cleaning"]["balanced"]
+    # the same clean text as cleaning the file whole, up to the few characters at the cuts
+    whole_kept = len(clean_file(src, CleanOptions())[1][0].text)
+    assert abs(f["kept_chars"] - whole_kept) <= 0.002 * whole_kept, (f["kept_chars"], whole_kept)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig"])
+def test_pieces_of_files_with_a_byte_order_mark(corpora, tmp_path, encoding):
+    text = read_text_file(corpora / "sanguoyanyi.gbk.txt")[:300_000]
+    src = tmp_path / "book.txt"
+    src.write_bytes(text.encode(encoding))
+    source = survey(src, piece_bytes=1 << 16)
+    assert source.encoding == encoding and len(source.pieces) > 3
+    docs = [read_piece(p)[0][0] for p in source.pieces]
+    assert docs[0].startswith("\ufeff") and "".join(docs)[1:] == text
+
+
+def test_survey_refuses_what_it_cannot_read(tmp_path, monkeypatch):
+    good = "第一回 开篇\n　　话说天下大势，分久必合，合久必分。\n".encode("utf-8") * 5000
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(good + b"\xff\xfe\xfa" + good)
+    with pytest.raises(CorpusError, match=rf"bad.txt: cannot decode as UTF-8 or GB18030; first bad byte at offset {len(good)}"):
+        survey(bad, piece_bytes=1 << 16)
+    assert survey(bad, replace_bad_bytes=True, piece_bytes=1 << 16).encoding == "utf-8"
+    binary = tmp_path / "image.txt"
+    binary.write_bytes(good + b"\x00\x01")
+    with pytest.raises(decode.BinaryFileError, match=f"NUL byte at offset {len(good)}"):
+        survey(binary, piece_bytes=1 << 16)
+    monkeypatch.setattr(decode, "MAX_LINE_BYTES", 1 << 16)
+    long = tmp_path / "long.jsonl"
+    long.write_text('{"text": "短"}\n{"text": "' + "长" * 200_000 + '"}\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"long.jsonl:2: a line of 600,013 bytes, longer than"):
+        survey(long, piece_bytes=1 << 16)
+
+
+def test_jsonl_error_names_the_line_in_a_later_piece(tmp_path):
+    lines = [json.dumps({"text": f"第{i}段。" + "天下大势，分久必合。" * 30}, ensure_ascii=False) for i in range(2000)]
+    lines[1500] = '{"text": "cut off'
+    src = tmp_path / "c.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"c.jsonl:1501: invalid JSON"):
+        prepare(PrepareConfig(inputs=[str(src)], out=str(tmp_path / "out"), progress=False, piece_bytes=1 << 16))
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_recurrence_table_is_capped_and_keeps_boilerplate(monkeypatch):
+    monkeypatch.setattr(Recurrence, "CAP", 1000)
+    corpus = Recurrence()
+    for f in range(40):                  # 40 files of 200 unique lines each, and one site line in every file
+        rec = Recurrence()
+        for i in range(200):
+            rec.add(f"第{f}卷独有的一行{i}", before=f"{f}-{i}")
+            rec.end_document({f"第{f}卷独有的一行{i}"})
+        for k in range(3):
+            rec.add("本站网址 www.example.com", before=f"place {k}")
+        rec.end_document({"本站网址 www.example.com"})
+        corpus.add_file(rec)
+        assert len(corpus.places) <= 1000
+    assert corpus.forgotten > 0
+    assert "本站网址 www.example.com" in corpus.learned(n_docs=40 * 201)
+
+
+@pytest.mark.parametrize("total,shards", [(0, 1), (7, 3), (1000, 100), (1001, 100), (5, 9), (123_457, 10)])
+def test_shard_writer_cuts_where_array_split_does(tmp_path, total, shards):
+    ids = np.arange(total, dtype=np.uint16)
+    writer = ShardWriter(tmp_path, ids.dtype, total, shards)
+    rng = np.random.default_rng(total)
+    pos = 0
+    while pos < total:                    # in pieces of any size, as a stream brings them
+        n = int(rng.integers(1, 50))
+        writer.write(ids[pos:pos + n])
+        pos += n
+    entries = writer.close()
+    expected = np.array_split(ids, max(1, min(shards, total)))
+    assert [e["tokens"] for e in entries] == [len(p) for p in expected]
+    for e, part in zip(entries, expected):
+        assert np.fromfile(tmp_path / e["file"], dtype=np.uint16).tolist() == part.tolist()
+        assert e["sha256"] == _sha256(part)
+
+
+def test_a_full_disk_leaves_no_output_and_names_the_file(corpora, tmp_path):
+    """A file-size limit stands in for a full disk: the write fails the same way (an OSError)."""
+    script = f"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+from gpt2zh.cli import main
+sys.exit(main(["prepare", {str(corpora / 'shuihuzhuan.txt')!r}, "--out", {str(tmp_path / 'out')!r},
+               "--num-shards", "2", "--quiet"]))
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "cannot write" in r.stderr and ("train_000.bin" in r.stderr or "train_001.bin" in r.stderr
+                                           or ".work" in r.stderr), r.stderr[-2000:]
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_workers_default_to_every_core():
+    from gpt2zh.cli import build_parser
+
+    args = build_parser().parse_args(["prepare", "x", "--out", "y"])
+    import os
+
+    assert args.workers == os.cpu_count()
+    assert PrepareConfig(inputs=["x"], out="y").workers == os.cpu_count()
+
+
+def test_many_files_and_a_large_one_together(corpora, tmp_path):
+    """Small files read whole and a large one in pieces, in one corpus, through two workers."""
+    m = prepare(PrepareConfig(inputs=[str(corpora)], out=str(tmp_path / "out"), progress=False, workers=2,
+                              piece_bytes=1 << 20))
+    files = {Path(f["path"]).name: f for f in m["cleaning"]["files"]}
+    assert files["shuihuzhuan.txt"]["documents"] >= 2 and files["xiyouji.gbk.txt"]["documents"] >= 1
+    assert m["cleaning"]["balanced"]
+    assert read_manifest(tmp_path / "out")["train_tokens"] == len(load_tokens(tmp_path / "out"))

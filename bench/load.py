@@ -11,15 +11,22 @@ GPU): 1, 2 and 4 processes each load the training tokens, once as every process 
 memory, the others map it). Memory is the sum over the processes of the growth of their
 PSS (proportional set size: a shared page counts 1/N in each of N processes), against one
 copy of the tokens; start-up is the time until every process holds the tokens.
-  python bench/load.py [--tokens 50000000] [--procs 1 2 4]
+Then (--ranks) the same on real `gpt2zh train` ranks: `accelerate launch --num_processes 4`
+(CPU processes here) trains the tiny preset for a few steps, once on the novels and once on
+the tiled shard set; a sampler reads each rank's PSS while they train. Memory beyond the
+small run, over one copy of the tokens, is what the ranks hold because the corpus is large:
+the shared copy itself, and whatever else grows with it (1.0 means nothing else).
+  python bench/load.py [--tokens 50000000] [--procs 1 2 4] [--ranks 4] [--only-ranks]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +115,46 @@ def run_child(kind: str, path: Path, repeat: int) -> dict:
     return json.loads(out.stdout)
 
 
+def rank_pss(data: Path, out: Path, nprocs: int, steps: int) -> tuple[int, float]:
+    """(largest sum over the ranks of their PSS while training, seconds) for `gpt2zh train`."""
+    import os
+    import threading
+
+    import psutil
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(nprocs),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "gpt2zh", "train", "--data", str(data), "--out", str(out), "--config", "tiny",
+           "--max-steps", str(steps), "--eval-interval", str(steps), "--save-steps", str(steps * 10), "--quiet",
+           "--no-compile", "--set", "eval_max_tokens=65536"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    launcher = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak, done = [0], threading.Event()
+
+    def sample():
+        parent = psutil.Process(launcher.pid)
+        while not done.is_set():
+            total = 0
+            for p in parent.children(recursive=True):
+                try:
+                    if "gpt2zh" in " ".join(p.cmdline()) and p.pid != launcher.pid:
+                        total += p.memory_full_info().pss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+            peak[0] = max(peak[0], total)
+            done.wait(0.25)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    _, err = launcher.communicate()
+    done.set()
+    t.join()
+    if launcher.returncode:
+        raise SystemExit(f"gpt2zh train failed: {err[-3000:]}")
+    return peak[0], time.perf_counter() - t0
+
+
 def main():
     import numpy as np
 
@@ -119,6 +166,9 @@ def main():
     ap.add_argument("--tokens", type=int, default=50_000_000)
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--only-shared", action="store_true", help="skip the text-shard baseline")
+    ap.add_argument("--ranks", type=int, default=4, help="training processes for the real-ranks measurement")
+    ap.add_argument("--rank-steps", type=int, default=20)
+    ap.add_argument("--only-ranks", action="store_true", help="only the real-ranks measurement")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gpt2zh-bench-load-"))
     novels = [str(Path(args.corpora) / n) for n in ("xiyouji.gbk.txt", "sanguoyanyi.gbk.txt", "shuihuzhuan.txt")]
@@ -132,7 +182,21 @@ def main():
     text.mkdir()
     for i, part in enumerate(np.array_split(tokens, 100)):
         (text / f"tokenized_train_{i}.txt").write_text(" ".join(map(str, part.tolist())))
+    shutil.copy(work / "novels" / "val.bin", binary / "val.bin")
+    manifest = json.loads((binary / "manifest.json").read_text())
+    manifest["val"] = json.loads((work / "novels" / "manifest.json").read_text())["val"]
+    (binary / "manifest.json").write_text(json.dumps(manifest))
+    token_bytes = tokens.nbytes
     del tokens
+    if args.ranks:
+        small, _ = rank_pss(work / "novels", work / "run-small", args.ranks, args.rank_steps)
+        large, sec = rank_pss(binary, work / "run-large", args.ranks, args.rank_steps)
+        print(f"{args.ranks} `gpt2zh train` ranks (tiny, {args.rank_steps} steps): peak PSS summed over the ranks "
+              f"{small / 1e6:,.0f} MB on the novels, {large / 1e6:,.0f} MB on {args.tokens:,} tokens; beyond the "
+              f"small run: {(large - small) / token_bytes:.2f} copies of the tokens ({token_bytes / 1e6:,.0f} MB)")
+    if args.only_ranks:
+        shutil.rmtree(work)
+        return
     print(f"{args.tokens:,} training tokens; memory = sum of PSS growth over the processes; start-up = until "
           "the last process holds every token")
     print(f"{'processes':>9}  {'each loads (x one copy)':>24}  {'shared (x one copy)':>20}  {'each: s':>8}  "
@@ -142,6 +206,7 @@ def main():
         print(f"{n:>9}  {e['pss'] / e['bytes']:>24.2f}  {sh['pss'] / sh['bytes']:>20.2f}  {e['seconds']:>8.3f}  "
               f"{sh['seconds']:>9.3f}")
     if args.only_shared:
+        shutil.rmtree(work)
         return
     b = run_child("baseline", text, 1)  # two runs
     o = run_child("ours", binary, 4)
@@ -152,8 +217,6 @@ def main():
     for label, r in (("gpt2zh load_tokens, no checksum", o), ("gpt2zh load_tokens + sha256 (as train does)", v)):
         print(f"{label}: {r['seconds']:.3f} s ({r['first']:.3f} s), {r['bytes_per_token']:.2f} bytes/token -> "
               f"{b['seconds'] / r['seconds']:.0f}x faster ({b['first'] / r['first']:.0f}x on first runs)")
-    import shutil
-
     shutil.rmtree(work)
 
 

@@ -1,5 +1,9 @@
 """Training data: one in-RAM token array, half-stride windows, and a prefetching,
-resumable, rank-aware batch loader."""
+resumable, rank-aware batch loader.
+
+Nothing here grows with the corpus beyond the tokens themselves (shared between the local
+processes): a window's start is computed from its index, an epoch's order is one uint32 per
+window, and validation windows are cut from the validation tokens a batch at a time."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,21 +21,23 @@ class Windows:
         self.tokens = tokens
         self.block = n_ctx + 1
         self.stride = stride or max(1, n_ctx // 2)
-        last = len(tokens) - self.block
-        if last < 0:
+        self.last = len(tokens) - self.block
+        if self.last < 0:
             raise ValueError(f"{len(tokens)} tokens are fewer than one window of n_ctx + 1 = {self.block}")
-        starts = np.arange(0, last + 1, self.stride, dtype=np.int64)
-        if starts[-1] != last:  # one more window so the tail of the corpus is trained on too
-            starts = np.append(starts, last)
-        self.starts = starts
+        # one more window when the stride does not land on the last start, so that the tail of
+        # the corpus is trained on too
+        self.n = self.last // self.stride + 1 + (self.last % self.stride != 0)
         self._offsets = np.arange(self.block, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return self.n
+
+    def start(self, idx: np.ndarray) -> np.ndarray:
+        return np.minimum(np.asarray(idx, dtype=np.int64) * self.stride, self.last)
 
     def gather(self, idx: np.ndarray) -> np.ndarray:
         """(len(idx), n_ctx + 1) int64 array: one vectorized fancy-index, no Python loop."""
-        return self.tokens[self.starts[idx][:, None] + self._offsets].astype(np.int64)
+        return self.tokens[self.start(idx)[:, None] + self._offsets].astype(np.int64)
 
 
 @dataclass
@@ -59,7 +65,10 @@ class BatchLoader:
         self.batches_per_epoch = len(windows) // batch_size  # a partial last batch would unbalance ranks
 
     def order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng((self.seed, epoch)).permutation(len(self.windows))
+        """The epoch's window order: 4 bytes a window (the same order as permuting int64 indices)."""
+        n = len(self.windows)
+        return np.random.default_rng((self.seed, epoch)).permutation(
+            np.arange(n, dtype=np.uint32 if n < 1 << 32 else np.int64))
 
     def _batches(self, start: Position) -> Iterator[tuple[Position, torch.Tensor]]:
         epoch, first = start.epoch, start.batch
@@ -84,18 +93,30 @@ class BatchLoader:
         return gen
 
 
-def eval_windows(tokens: np.ndarray, n_ctx: int, max_tokens: int | None = None) -> np.ndarray:
+class EvalWindows:
     """Non-overlapping (n_ctx + 1)-token windows stepping n_ctx, so each validation token
-    is a target exactly once; the remainder is one shorter window, padded with -1."""
-    if max_tokens is not None:
-        tokens = tokens[: max_tokens + 1]
-    n = len(tokens)
-    rows = []
-    for s in range(0, max(n - 1, 0), n_ctx):
-        w = tokens[s: s + n_ctx + 1].astype(np.int64)
-        if len(w) < 2:
-            break
-        if len(w) < n_ctx + 1:
-            w = np.concatenate([w, np.full(n_ctx + 1 - len(w), -1, dtype=np.int64)])
-        rows.append(w)
-    return np.stack(rows) if rows else np.zeros((0, n_ctx + 1), dtype=np.int64)
+    is a target exactly once; the remainder is one shorter window, padded with -1. Cut from
+    the tokens when asked for (`rows`), not stored."""
+
+    def __init__(self, tokens: np.ndarray, n_ctx: int, max_tokens: int | None = None):
+        self.tokens = tokens if max_tokens is None else tokens[: max_tokens + 1]
+        self.n_ctx = n_ctx
+        self.n = -(-(len(self.tokens) - 1) // n_ctx) if len(self.tokens) >= 2 else 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def rows(self, idx) -> np.ndarray:
+        """(len(idx), n_ctx + 1) int64 windows."""
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.full((len(idx), self.n_ctx + 1), -1, dtype=np.int64)
+        for r, i in enumerate(idx.tolist()):
+            w = self.tokens[i * self.n_ctx: i * self.n_ctx + self.n_ctx + 1]
+            out[r, :len(w)] = w
+        return out
+
+
+def eval_windows(tokens: np.ndarray, n_ctx: int, max_tokens: int | None = None) -> np.ndarray:
+    """Every validation window at once (EvalWindows.rows over all of them)."""
+    w = EvalWindows(tokens, n_ctx, max_tokens)
+    return w.rows(np.arange(len(w)))

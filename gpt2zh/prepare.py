@@ -32,7 +32,7 @@ import numpy as np
 
 from .clean import Learner, merge_pieces
 from .clean.dedup import Signature, find_duplicates, low_punctuation, signature
-from .clean.report import UNFINISHED_WARN, summarize
+from .clean.report import DETAILED_FILES, UNFINISHED_WARN, SamplePool, summarize
 from .corpus import CleanOptions, CorpusError, FileReport, clean_piece, find_inputs, scan_piece, split_document, why_empty
 from .decode import Piece, Source, survey
 from .locks import DirLock
@@ -181,13 +181,20 @@ def run_parallel(pool, fn, jobs: list, sizes: list[int], desc: str, progress: bo
             yield i, r
 
 
+def _quiet_worker() -> None:
+    """A worker ends on SIGTERM without a traceback, and leaves Ctrl-C (sent to the whole
+    process group) to the parent, which ends the pool and removes the temporary directory."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextmanager
 def worker_pool(workers: int, n_jobs: int):
     """One pool of forked workers for every parallel step (starting one costs ~20 ms)."""
     if workers <= 1 or n_jobs <= 1:
         yield None
         return
-    pool = get_context("fork").Pool(min(workers, n_jobs))
+    pool = get_context("fork").Pool(min(workers, n_jobs), initializer=_quiet_worker)
     try:
         yield pool
         pool.close()
@@ -250,8 +257,9 @@ def learn_corpus(pool, sources: list[Source], cfg: PrepareConfig) -> tuple[dict 
 
 
 def clean_all(pool, sources: list[Source], first_docs: list[int], cfg: PrepareConfig, work: Path,
-              learned: dict | None, char_counts: np.ndarray | None) -> list[CleanedPiece]:
-    """Every piece cleaned, in input order; the character counts added into `char_counts`."""
+              learned: dict | None, char_counts: np.ndarray | None, samples: SamplePool) -> list[CleanedPiece]:
+    """Every piece cleaned, in input order; the character counts added into `char_counts`, the
+    examples of files past DETAILED_FILES moved into `samples`."""
     pieces = piece_list(sources)
     jobs = [(i, f, piece, first_docs[i], cfg.clean, cfg.replace_bad_bytes, cfg.val_fraction, str(work), learned,
              char_counts is not None) for i, (f, piece) in enumerate(pieces)]
@@ -261,6 +269,8 @@ def clean_all(pool, sources: list[Source], first_docs: list[int], cfg: PrepareCo
         if c.counts is not None:
             char_counts[c.counts[0]] += c.counts[1]
             c.counts = None
+        if c.file >= DETAILED_FILES:
+            samples.take(c.report)
         cleaned[i] = c
     return cleaned
 
@@ -466,12 +476,24 @@ def shard_count(requested: int, n_train: int) -> tuple[int, str | None]:
                   f"least {MIN_SHARD_TOKENS} tokens")
 
 
+class Laps:
+    def __init__(self):
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.laps[step] = round(now - self._t, 3)
+        self._t = now
+
+
 def prepare(cfg: PrepareConfig) -> dict:
     """Run the whole stage; return the manifest. Raises CorpusError / ShardError / VocabError /
     LockError. Memory holds about one piece per worker, and a signature per document."""
     from .clean.html_report import write_html_report
 
     t0 = time.time()
+    clock = Laps()
     out = Path(cfg.out)
     files = find_inputs(cfg.inputs)
     with DirLock(out.parent / f".{out.name}.lock", f"--out {out}"), terminate_as_interrupt(), \
@@ -479,27 +501,34 @@ def prepare(cfg: PrepareConfig) -> dict:
         work = tmp / ".work"
         work.mkdir()
         char_counts = np.zeros(0x110000, dtype=np.int64) if cfg.vocab == "char" else None
+        samples = SamplePool()
         big = any(os.path.getsize(f) > cfg.piece_bytes for f in files)   # pieces to spread over the workers
         with worker_pool(cfg.workers, len(files) + (cfg.workers if big else 0)) as pool:
             sources = survey_all(pool, files, cfg)
+            clock.lap("survey")
             learned, first_docs = learn_corpus(pool, sources, cfg)
-            cleaned = clean_all(pool, sources, first_docs, cfg, work, learned, char_counts)
+            clock.lap("read + learn")
+            cleaned = clean_all(pool, sources, first_docs, cfg, work, learned, char_counts, samples)
+            clock.lap("clean + split")
         if all(c.path is None for c in cleaned):
             reports = file_reports(sources, cleaned, set())
             reasons = "; ".join(f"{r.path}: {r.skipped}" for r in reports if r.skipped)
             raise CorpusError(f"nothing usable to prepare ({reasons or 'no text'})")
         dropped = dedup(cleaned, cfg.clean.keep_duplicates)
+        clock.lap("dedup")
         reports = file_reports(sources, cleaned, dropped)
         tok = vocabulary(cfg, cleaned, dropped, char_counts)
+        clock.lap("vocab")
         dtype = token_dtype(tok.get_vocab_size())
         shards, train_count, capped = write_train(tok, cleaned, dropped, dtype, cfg.num_shards, work, tmp,
                                                   cfg.progress)
         val, val_count = write_val(tok, cleaned, dropped, dtype, tmp, cfg.progress)
+        clock.lap("encode + write")
         n_train, n_val = train_count.tokens, val_count.tokens
         if capped:
             print(f"gpt2zh prepare: {capped}", file=sys.stderr)
         kept = [c.docs[d] for f, c in enumerate(cleaned) for d in range(len(c.docs)) if (f, d) not in dropped]
-        report = summarize(reports)
+        report = summarize(reports, samples)
         report["split"] = {
             "val_fraction": cfg.val_fraction,
             "train_chars": sum(doc.train_chars for doc in kept),
@@ -512,6 +541,7 @@ def prepare(cfg: PrepareConfig) -> dict:
                             "val_unknown_rate": val_count.unknown / n_val if n_val else None}
         report["shards"] = {"requested": cfg.num_shards, "written": len(shards), "capped": capped}
         report["seconds"] = round(time.time() - t0, 3)
+        report["timing"] = clock.laps   # seconds per step: where a long run spent its time
         (tmp / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
         write_html_report(report, tmp / "report.html", seed=cfg.report_seed)
         manifest = write_manifest(tmp, tok, dtype, shards, val, {
@@ -543,7 +573,7 @@ def format_report(manifest: dict) -> str:
     lines.append(f"{'total':<44} {'':<9} {t['input_chars']:>10,} {t['kept_chars']:>10,}  "
                  + ", ".join(f"{k} {v:,}" for k, v in t["dropped"].items() if v))
     lines.append("every character accounted for: " + ("yes" if rep["balanced"] else "NO (bug: please report)"))
-    flagged = sum(len(f["flagged"]) for f in rep["files"])
+    flagged = sum(len(f["flagged"]) for f in rep["files"]) + len(rep.get("other_files", {}).get("flagged", []))
     low = [d for f in rep["files"] for d in f["low_punctuation"]]
     if flagged or low:
         lines.append(f"flagged: {flagged} garbage passages dropped"

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import BatchLoader, Position, Windows, eval_windows
+from .data import BatchLoader, EvalWindows, Position, Windows
 from .locks import DirLock
 from .optim import Schedule, make_optimizers
 from .rundir import (checkpoints, retire, save_best, save_checkpoint, schedule_of,
@@ -79,17 +79,17 @@ class StopSignal:
 
 
 @torch.no_grad()
-def evaluate(model, rows: np.ndarray, batch: int, accelerator, char_len: torch.Tensor) -> dict:
+def evaluate(model, rows: EvalWindows, batch: int, accelerator, char_len: torch.Tensor) -> dict:
     """Token-weighted validation loss over `rows` (each rank takes its share), perplexity,
     and perplexity per character."""
     was_training = model.training
     model.eval()
     device = accelerator.device
-    mine = rows[accelerator.process_index::accelerator.num_processes]
+    mine = np.arange(accelerator.process_index, len(rows), accelerator.num_processes)
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # nll, tokens, characters
     with accelerator.autocast():
         for i in range(0, len(mine), batch):
-            w = torch.from_numpy(mine[i:i + batch]).to(device)
+            w = torch.from_numpy(rows.rows(mine[i:i + batch])).to(device)
             x, y = w[:, :-1], w[:, 1:]
             valid = y >= 0
             sums[0] += lm_loss(model, x, y, reduction="sum").double()
@@ -352,7 +352,7 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
     loader = BatchLoader(windows, tc.batch_size, tc.seed, rank, world, pin=device.type == "cuda",
                          prefetch=tc.prefetch)
     max_steps = tc.max_steps if tc.max_steps is not None else math.ceil((tc.epochs or 1) * loader.batches_per_epoch)
-    val_rows = eval_windows(val_tokens, n_ctx, tc.eval_max_tokens)
+    val_rows = EvalWindows(val_tokens, n_ctx, tc.eval_max_tokens)
     char_len = torch.from_numpy(token_char_lengths(tok, model.config.vocab_size)).to(device)
 
     rewound = False

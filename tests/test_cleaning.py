@@ -327,7 +327,9 @@ def test_urls_and_emails_stop_at_hanzi():
 
 def test_rules_come_from_the_registry():
     names = CleanOptions.rule_names()
-    assert names == sorted(names, key=lambda n: RULES[n].order)
+    from gpt2zh.clean import ORDER
+
+    assert names == ORDER and set(names) == set(RULES)
     for expected in ("repeated", "html", "notices", "navigation", "page_markers", "hard_wrap", "adverts", "urls",
                      "garbage", "junk_runs", "masks", "whitespace", "placeholders", "to_simplified"):
         assert expected in names
@@ -391,3 +393,40 @@ def test_report_html_shows_drops_in_context(novel_shards):
     from gpt2zh.clean.html_report import render
 
     assert render(report, seed=0) == render(report, seed=0) != render(report, seed=1)
+
+
+def test_a_sections_menu_between_bars_and_its_link_lines_are_navigation_whatever_the_words():
+    story = ("　　话说天下大势，分久必合，合久必分。周末七国分争，并入于秦。\n"
+             "　　及秦灭之后，楚、汉分争，又并入于汉。汉朝自高祖斩白蛇而起义，一统天下。\n")
+    block = ("玄幻魔法 | 武侠修真 | 都市言情 | 历史军事 | 网游竞技 | 科幻灵异 | 女生频道 | 同人小说 | 经典名著 | "
+             "外国文学 | 诗词歌赋 | 散文随笔 | 传记纪实\n"
+             "本站诚聘兼职编辑，有意者请联系站长\n"
+             "前页\n后页\n回目录\n回书架\n")
+    report = FileReport("x")
+    out = clean_text(story + block + story, CleanOptions(), report)
+    assert out == (story + story).replace("\n\n", "\n").rstrip("\n").replace("　　", "　　") or "玄幻" not in out
+    assert "玄幻" not in out and "前页" not in out and "回书架" not in out and "编辑" not in out
+    assert out.count("话说天下大势") == 2 and report.balanced()
+    assert report.dropped["navigation"] > 0
+    # a table with bars, a verse with bars, a short line of the story: kept
+    for kept in ("姓名 | 年龄 | 籍贯\n张三 | 二十岁，身长八尺 | 涿郡人氏，世居于此。\n",
+                 "春眠不觉晓 | 处处闻啼鸟 | 夜来风雨声 | 花落知多少。\n",
+                 "甲 | 乙\n他想了想\n又想了想\n"):
+        r = FileReport("y")
+        out = clean_text(story + kept + story, CleanOptions(), r)
+        assert not r.dropped.get("navigation"), (kept, r.samples.get("navigation"))
+
+
+def test_a_lone_kana_or_cyrillic_letter_where_a_hanzi_was_lost_is_removed_but_japanese_is_left():
+    for raw, kept in (("他拿起玻璃ニ．又放下了，说道：“好的。”", "他拿起玻璃．又放下了，说道：“好的。”"),
+                      ("с防问你的书，他说道：“好的。”", "防问你的书，他说道：“好的。”"),
+                      ("“プ漱已毕，师父请上路。”他说道。", "“漱已毕，师父请上路。”他说道。"),
+                      ("窄Ё袄穿在身上，他说道。", "窄袄穿在身上，他说道。")):
+        r = FileReport("x")
+        assert clean_text(raw, CleanOptions(), r) == kept and r.dropped["junk_runs"] == 1
+    japanese = "これは日本語の文章です。東京は大きい都市です。" * 30 + "日本語を話す。"
+    r = FileReport("x")
+    assert clean_text(japanese, CleanOptions(), r) == japanese and not r.dropped.get("junk_runs")
+    r = FileReport("x")   # Russian words are not lone letters (whatever the garbage rule makes of them)
+    clean_text("他说了一句俄语：“Я не знаю, с кем он.”然后笑了。", CleanOptions(), r)
+    assert not r.dropped.get("junk_runs")

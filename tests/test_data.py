@@ -10,8 +10,11 @@ from gpt2zh.data import BatchLoader, Position, Windows, eval_windows
 def test_half_stride_windows_cover_every_boundary():
     tokens = np.arange(1000, dtype=np.uint16)
     w = Windows(tokens, n_ctx=64)
-    assert w.stride == 32 and w.starts[1] - w.starts[0] == 32
-    assert w.starts[-1] == 1000 - 65  # the tail is trained on too
+    starts = w.start(np.arange(len(w)))
+    assert w.stride == 32 and starts[1] - starts[0] == 32 and len(w) == 31
+    assert starts[-1] == 1000 - 65 and starts[-2] == 29 * 32  # the tail is trained on too
+    even = Windows(np.arange(32 * 10 + 65, dtype=np.uint16), n_ctx=64)   # the stride lands on the last start
+    assert len(even) == 11 and even.start(np.arange(11)).tolist() == [32 * i for i in range(11)]
     batch = w.gather(np.array([0, 3]))
     assert batch.shape == (2, 65) and batch.dtype == np.int64
     assert batch[1].tolist() == list(range(96, 161))
@@ -90,3 +93,19 @@ def test_a_corrupted_shard_stops_every_local_process(novel_shards, tmp_path):
     _, errors = _four_local_processes(
         lambda rank, barrier: shared_tokens(data, "train", manifest, "gpt2zh-test-bad", rank == 0, barrier))
     assert all(isinstance(e, ShardError) and "train_042.bin" in str(e) for e in errors), errors
+
+
+@pytest.mark.parametrize("n,n_ctx", [(65, 64), (66, 64), (1000, 64), (4097, 128), (5000, 17)])
+def test_window_starts_and_order_cost_nothing_per_token(n, n_ctx):
+    """Starts computed from the index are the starts a stored array held; an epoch's order is
+    4 bytes a window and the order an int64 permutation gave."""
+    w = Windows(np.zeros(n, dtype=np.uint16), n_ctx)
+    last, stride = n - (n_ctx + 1), max(1, n_ctx // 2)
+    stored = np.arange(0, last + 1, stride)
+    stored = stored if stored[-1] == last else np.append(stored, last)
+    assert w.start(np.arange(len(w))).tolist() == stored.tolist()
+    if len(w) >= 2:
+        loader = BatchLoader(w, 1, seed=7, prefetch=0)
+        order = loader.order(3)
+        assert order.dtype == np.uint32
+        assert order.tolist() == np.random.default_rng((7, 3)).permutation(len(w)).tolist()

@@ -35,6 +35,7 @@ def figures(out: Path) -> dict:
     """The report's figures, without the random samples of drops or the time taken."""
     rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
     rep.pop("seconds")
+    rep.pop("timing")
     rep.pop("samples")
     for f in rep["files"]:
         f.pop("samples")

@@ -29,7 +29,29 @@ for _m in pkgutil.iter_modules(__path__):
 
 from .paragraphs import note_unfinished  # noqa: E402  (after every rule is registered)
 
-ORDER = sorted(RULES, key=lambda n: RULES[n].order)
+# The pipeline's order, in one place. Why each stands where it does:
+ORDER = [
+    "repeated",       # learned boilerplate first: it knows whole lines as the site wrote them
+    "html",           # tags and entities, before any rule reads a line's words or width
+    "notices",        # whole lines: site notices, credits, update times
+    "navigation",     # whole lines: 首页 | 上一页 …
+    "separators",     # whole lines: ------
+    "toc",            # a table of contents (before page_markers: its page numbers are the toc's)
+    "page_markers",   # page numbers and page breaks: hard_wrap joins across the breaks they leave
+    "hard_wrap",      # lines rejoined into paragraphs (reads soft_breaks, shortened_lines)
+    "adverts",        # after hard_wrap: an advert cut by a wrap is one sentence again
+    "urls",           # after hard_wrap: a URL cut by a wrap is whole again
+    "garbage",        # mojibake and keyboard noise, judged per paragraph
+    "junk_runs",      # debris where a conversion lost a rare hanzi (a lone kana or Cyrillic letter too)
+    "masks",          # 口口口 / ××× masked words
+    "placeholders",   # (off by default) [图片] and the like
+    "whitespace",     # last of the removals: blanks left by everything above
+    "to_simplified",  # a substitution, not a removal: after everything that reads the text
+]
+_missing, _unknown = set(RULES) - set(ORDER), set(ORDER) - set(RULES)
+if _missing or _unknown:
+    raise RuntimeError(f"gpt2zh.clean: ORDER and the registered rules disagree (not in ORDER: {sorted(_missing)}; "
+                       f"not registered: {sorted(_unknown)})")
 GARBAGE_SCOPES = ("span", "paragraph")
 
 

@@ -1,7 +1,8 @@
 """The rule protocol, the registry, and the helpers that keep the accounting.
 
 A rule is a small class with a name (its report key and its `--no-NAME` flag), a help
-line, a default, an `order` in the pipeline and `apply(text, doc) -> text`. It removes
+line, a default and `apply(text, doc) -> text`; its place in the pipeline is in
+`gpt2zh.clean.ORDER`, the one list of every rule in order. It removes
 text only through `cut_spans` / `cut_pattern` / `drop_lines`, which count every
 removed character under the rule's name and sample the drops for the report.
 
@@ -52,7 +53,6 @@ class Rule:
     name: ClassVar[str]
     help: ClassVar[str]
     default: ClassVar[bool] = True
-    order: ClassVar[int]
 
     def apply(self, text: str, doc: "Doc") -> str:
         raise NotImplementedError
@@ -82,14 +82,21 @@ def register(cls: type[Rule]) -> type[Rule]:
 
 @dataclass
 class Doc:
-    """One document on its way through the pipeline: where drops are counted and what
-    the corpus-level rules learned."""
+    """One document on its way through the pipeline: where drops are counted, what the
+    corpus-level rules learned, and what one rule tells a later one."""
 
     name: str
     report: FileReport
     options: object                       # CleanOptions
     learned: dict = field(default_factory=dict)
-    notes: dict = field(default_factory=dict)   # what one rule tells a later one (page breaks it removed)
+    # page_markers -> hard_wrap: lines (by index after its drops) followed by a removed page
+    # break, so that the break is read as a wrap, not as a paragraph end
+    soft_breaks: set[int] = field(default_factory=set)
+    # html -> hard_wrap: a line that lost tags -> (characters, display columns) it lost, so
+    # that it is measured at the width it was wrapped at
+    shortened_lines: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # the LineTable of the text last measured, shared by the rules that read the same text
+    line_table: tuple | None = None
 
 
 # ----------------------------------------------------------------------------

@@ -11,7 +11,6 @@ class ToSimplified(Rule):
     name = "to_simplified"
     help = "traditional to simplified characters (OpenCC t2s)"
     default = False
-    order = 95
 
     def apply(self, text: str, doc: Doc) -> str:
         global _opencc

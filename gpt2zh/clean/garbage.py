@@ -225,7 +225,6 @@ class Garbage(Rule):
     name = "garbage"
     help = ("mojibake (text that went through a wrong encoding round trip), found by a character-class "
             "model of each document; the damaged span goes, or its paragraph with --garbage-scope paragraph")
-    order = 65
 
     def apply(self, text: str, doc: Doc) -> str:
         spans = garbage_spans(text)
@@ -264,24 +263,50 @@ DEBRIS_RE = re.compile(f"[*?{_FOREIGN_CHAR}]+")
 _FOREIGN_ONLY = re.compile(f"[{_FOREIGN_CHAR}]")
 _HAN = re.compile(f"[{CJK}]")
 _AFTER_OK = re.compile(f"[{CJK}，。、；：！？\n]")
+# beside a lone letter: a hanzi on one side, and on the other a hanzi, punctuation or the
+# line's edge ("玻璃ニ．", "с防问你的书", "“プ漱已毕")
+_EDGE_OK = re.compile(f"[{CJK}，。、；：！？．,.!?;:“”‘’「」『』（）()《》…—\n]")
+_KANA = re.compile("[\u3041-\u30ff]")
+_KANA_WORD = re.compile("[\u3041-\u30fa\u30fc]{2,}")
+JAPANESE_WORDS = 20   # a document with this many runs of kana holds Japanese: its lone kana are words
 MASK_RE = re.compile(r"(?:\*\*|＊＊)[*＊]*")   # literal-led: scanned fast
 PLACEHOLDER_RE = re.compile(r"[□?]")
 
 
 def _debris_spans(text: str) -> list[tuple[int, int]]:
     spans = []
+    japanese = None
     for m in DEBRIS_RE.finditer(text):
         s, e = m.start(), m.end()
         run = m.group(0)
-        if s == 0 or not _HAN.match(text, s - 1) or len(run) > 5:
+        if len(run) > 5:
             continue
+        han_before = s > 0 and _HAN.match(text, s - 1) is not None
         after_ok = e == len(text) or _AFTER_OK.match(text, e) is not None
         foreign = len(_FOREIGN_ONLY.findall(run))
-        if foreign and foreign <= 2 and after_ok and not (e < len(text) and _FOREIGN_ONLY.match(text, e)):
+        if _KANA.search(run):
+            if japanese is None:
+                japanese = sum(1 for _ in zip(range(JAPANESE_WORDS), _KANA_WORD.finditer(text))) >= JAPANESE_WORDS
+            if japanese:
+                continue
+        if foreign == 1 and len(run) == 1 and _lone_letter(text, s, e, han_before):
+            spans.append((s, e))
+        elif not han_before:
+            continue
+        elif foreign and foreign <= 2 and after_ok and not (e < len(text) and _FOREIGN_ONLY.match(text, e)):
             spans.append((s, e))
         elif run == "*" and after_ok:
             spans.append((s, e))
     return spans
+
+
+def _lone_letter(text: str, s: int, e: int, han_before: bool) -> bool:
+    """A letter of another script alone, a hanzi on one side of it and a hanzi, a mark or the
+    line's edge on the other."""
+    edge_before = s == 0 or _EDGE_OK.match(text, s - 1) is not None
+    han_after = e < len(text) and _HAN.match(text, e) is not None
+    edge_after = e == len(text) or _EDGE_OK.match(text, e) is not None
+    return (han_before and edge_after) or (edge_before and han_after)
 
 
 _ASCII_LETTER = np.zeros(0x110000, dtype=bool)
@@ -315,8 +340,8 @@ def _next_to_han(text: str, s: int, e: int, both: bool = False) -> bool:
 @register
 class JunkRuns(Rule):
     name = "junk_runs"
-    help = 'debris where a rare character was lost ("z茧P", "y中T", "窄Ё袄", "青н车*")'
-    order = 70
+    help = ('debris where a rare character was lost ("z茧P", "y中T", "窄Ё袄", "青н车*"), and a lone kana or '
+            'Cyrillic letter standing for a lost hanzi ("玻璃ニ．", "с防问你的书"; not in a text that holds Japanese)')
 
     def apply(self, text: str, doc: Doc) -> str:
         spans = _junk_spans(text) + _debris_spans(text)
@@ -334,7 +359,6 @@ class JunkRuns(Rule):
 class Masks(Rule):
     name = "masks"
     help = 'runs of "*" masking words inside Chinese text ("**奸雄")'
-    order = 72
 
     def apply(self, text: str, doc: Doc) -> str:
         if "*" not in text and "＊" not in text:
@@ -348,7 +372,6 @@ class Placeholders(Rule):
     name = "placeholders"
     help = '"□" and "?" standing for lost characters'
     default = False
-    order = 80
 
     def apply(self, text: str, doc: Doc) -> str:
         spans = [(m.start(), m.end()) for m in PLACEHOLDER_RE.finditer(text)

@@ -61,6 +61,7 @@ def _help(rule: str) -> str:
 def render(report: dict, seed: int = 0) -> str:
     rng = random.Random(seed)
     files, total = report["files"], report["total"]
+    other = report.get("other_files") or {}   # past the first files, examples are pooled
     out = ["<!doctype html><html lang=\"zh\"><head><meta charset=\"utf-8\">",
            "<title>gpt2zh prepare — cleaning report</title>", f"<style>{CSS}</style></head><body>",
            "<h1>Cleaning report</h1>"]
@@ -110,11 +111,13 @@ def render(report: dict, seed: int = 0) -> str:
                    + (f" in {seen:,} drops" if seen else "") + "</h3>"
                    f"<p class=muted>{html.escape(_help(rule))}</p>")
         items = [it for f in files for it in f["samples"].get(rule, {}).get("items", [])]
+        items += other.get("samples", {}).get(rule, {}).get("items", [])
         rng.shuffle(items)
         out += [_sample(*it) for it in items[:SHOWN_PER_RULE]]
 
     # -- garbage, duplicates, punctuation
     flagged = [(f["path"], x) for f in files for x in f.get("flagged", [])]
+    flagged += [("", x) for x in other.get("flagged", [])]
     out.append(f"<h2>Garbage passages flagged ({len(flagged)})</h2>")
     if flagged:
         out.append("<p class=muted>Text the character model read as mojibake; dropped as a span or, where most of "
@@ -123,7 +126,9 @@ def render(report: dict, seed: int = 0) -> str:
             out.append(f"<div class=muted>{html.escape(x['doc'] or path)} ({x['scope']})</div>"
                        + _sample(x["before"], x["text"], x["after"]))
     unfinished = [(f["path"], f["unfinished"]) for f in files
-                  if f.get("unfinished", {}).get("seen") and f["kept_chars"]]
+                  if f.get("unfinished", {}).get("seen") and f["kept_chars"] and f["unfinished"]["items"]]
+    if other.get("unfinished", {}).get("seen"):
+        unfinished.append((f"the other {other['files']:,} files", other["unfinished"]))
     out.append(f"<h2>Paragraphs that stop mid-sentence ({sum(u['seen'] for _, u in unfinished):,})</h2>")
     if unfinished:
         out.append("<p class=muted>Kept paragraphs (15+ characters, not headings) that end without closing "

@@ -137,14 +137,18 @@ class Recurrence:
     def _bound(self) -> None:
         if len(self.places) <= self.CAP:
             return
-        sure = {t for t, p in self.places.items() if len(p) >= self.MIN_PLACES and self.count[t] >= self.MIN_IN_FILE}
-        rest = sorted((t for t in self.places if t not in sure), key=lambda t: (-self.docs[t], t))
-        keep = sure | set(rest[: max(0, self.CAP // 2 - len(sure))])
-        gone = [t for t in self.places if t not in keep]
+        docs, count, places = self.docs, self.count, self.places
+        sure = {t for t, p in places.items() if len(p) >= self.MIN_PLACES and count[t] >= self.MIN_IN_FILE}
+        # lines held by one document go first (one pass, no sorting: most candidates are those);
+        # only when too few of them are the least shared of the rest sorted out
+        gone = [t for t in places if docs[t] <= 1 and t not in sure]
+        if len(places) - len(gone) > self.CAP // 2:
+            rest = sorted((t for t in places if docs[t] > 1 and t not in sure), key=lambda t: (docs[t], t))
+            gone += rest[: len(places) - len(gone) - self.CAP // 2]
         for t in gone:
-            del self.places[t]
-            self.count.pop(t, None)
-            self.docs.pop(t, None)
+            del places[t]
+            count.pop(t, None)
+            docs.pop(t, None)
         self.forgotten += len(gone)
 
     def learned(self, n_docs: int) -> frozenset:
@@ -185,7 +189,6 @@ class Repeated(LearnsRecurrence):
     name = "repeated"
     help = ("lines that recur through a file or across many documents, in many places, and do not read as "
             "prose (site navigation, typist credits, running headers, update-time lines), learned from the corpus")
-    order = 5
 
     def scan(self, texts: list[str]):
         rec = Recurrence()
@@ -285,7 +288,6 @@ ENTITY_RE = re.compile(r"&[A-Za-z0-9#]{0,8}(?:\n[ \t\u3000]*)?[A-Za-z0-9#]{0,8};
 class Html(Rule):
     name = "html"
     help = "HTML and BBCode tags (<br> and <p> become line breaks, images and scripts go) and entities (&nbsp; &#20320;)"
-    order = 10
 
     def apply(self, text: str, doc: Doc) -> str:
         if "<" not in text and "[" not in text and "&" not in text:
@@ -318,10 +320,9 @@ class Html(Rule):
             return
         from .paragraphs import display_width
 
-        notes = doc.notes.setdefault("shortened_lines", {})
         for a, b in zip(old, new):
             if a != b and b.strip(SPACE):
-                notes[b] = (len(a) - len(b), display_width(a) - display_width(b))
+                doc.shortened_lines[b] = (len(a) - len(b), display_width(a) - display_width(b))
 
 
 # ----------------------------------------------------------------------------
@@ -347,7 +348,6 @@ WRAP_PAIRS = {"《": "》", "(": ")", "（": "）", "<": ">", "[": "]", "【": "
 class Urls(Rule):
     name = "urls"
     help = "URLs and e-mail addresses, with the site name before them and brackets around them"
-    order = 63   # after hard_wrap: a URL cut by a wrap is whole again
 
     def apply(self, text: str, doc: Doc) -> str:
         spans: list[tuple[int, int]] = []
@@ -479,7 +479,6 @@ class Adverts(LearnsRecurrence):
     name = "adverts"
     help = ("advert sentences inside a paragraph: a call to action for a site (本书首发于…请支持正版, 最新章节请到…), "
             "or a sentence naming a site that recurs through a file or across many documents")
-    order = 62   # after hard_wrap: an advert cut by a wrap is one sentence again
 
     def _sentences(self, text: str):
         end = -1
@@ -535,7 +534,7 @@ NOTICE_STRONG_RE = re.compile(
     r"|电子书(?:下载|版权)|整理校对|转载请(?:保留|注明)|本书来自|本书(?:首发|发布)于|版权(?:声明|归.{0,16}所有|所有)|侵犯了?您的|(?:24|二十四)小时内删除"
     r"|商业用途|购买正版|正版图书|本书由.{0,20}(?:整理|提供|首发|收集|制作)|本作品(?:来自|由)|网友(?:提供|上传|收集|整理)"
     r"|(?:更多|最新|好看).{0,8}(?:小说|电子书|好书).{0,8}(?:请|尽在|访问)|仅供.{0,10}(?:学习|研究|预览|交流)"
-    r"|招募.{0,8}(?:编辑|志愿|版主)|本站(?:所有|收集|提供|声明)|^[ \t\u3000]*(?:输入|录入|校对|扫描|制作|排版|OCR)[:：]"
+    r"|(?:招募|诚聘|招聘).{0,8}(?:编辑|志愿|版主)|本站(?:所有|收集|提供|声明)|^[ \t\u3000]*(?:输入|录入|校对|扫描|制作|排版|OCR)[:：]"
     r"|^[ \t\u3000]*作者[:：][^，。！？\n]{1,12}$"
 )
 NOTICE_WEAK_RE = re.compile(r"电子书|TXT|txt|下载|网友|本站|版权|删除|请访问|正版|整理|校对|仅供参考|书库|www\.|https?://|\.com")
@@ -549,7 +548,6 @@ class Notices(Rule):
     name = "notices"
     help = ("site notices on lines of their own: download adverts, disclaimers, copyright notices, typist "
             "credits, update-time lines (a strong phrase, or two signals on a line that is not a sentence)")
-    order = 25
 
     def apply(self, text: str, doc: Doc) -> str:
         hints = [m.start() for m in NOTICE_HINT_RE.finditer(text)]
@@ -606,16 +604,18 @@ NAV_FILLER_RE = re.compile(rf"[{SPACE}|｜/\\>»«<·•\-—_:：\[\]【】()�
 @register
 class Navigation(Rule):
     name = "navigation"
-    help = "lines of site navigation (首页 | 书库 | 上一页 | 返回目录 | 加入书签 …)"
-    order = 35
+    help = ("lines of site navigation (首页 | 书库 | 上一页 | 返回目录 | 加入书签 …); a line of a site's sections "
+            "between | separators whatever their words, and the run of short link lines beside it")
 
     def apply(self, text: str, doc: Doc) -> str:
-        if not NAV_WORDS_RE.search(text):
+        has_words = NAV_WORDS_RE.search(text) is not None
+        has_bars = "|" in text or "｜" in text
+        if not (has_words or has_bars):
             return text
         lines = text.split("\n")
         drop = {}
         inside = InParagraph(text, lines, doc)
-        for i in _lines_matching(NAV_WORDS_RE, text):   # (prose says 进入 and 点击 too: a few lines each)
+        for i in _lines_matching(NAV_WORDS_RE, text) if has_words else ():   # (prose says 进入 and 点击 too)
             s = lines[i].strip(SPACE)
             if not s or len(s) > 100 or s[-1] in "。！？”」":
                 continue
@@ -627,7 +627,61 @@ class Navigation(Rule):
             # piece of a wrapped sentence that happens to hold one)
             if len(rest) <= 0.25 * len(s) and (len(words) >= 2 or (len(s) <= 6 and i not in inside)):
                 drop[i] = self.name
+        if has_bars:
+            for i in _lines_matching(BAR_RE, text):
+                if i not in drop and is_bar_menu(lines[i]):
+                    drop[i] = self.name
+                    for j in link_run(lines, i, drop):
+                        drop[j] = self.name
         return "\n".join(drop_lines(lines, drop, doc))
+
+
+BAR_RE = re.compile("[|｜]")
+BAR_SPLIT_RE = re.compile(f"{_S}*[|｜]+{_S}*")
+MENU_ITEMS = 5          # items between bars that make a menu
+MENU_ITEM_CHARS = 8     # the longest a menu item may be (site sections are a few characters)
+LINK_CHARS = 10         # the longest a link line beside a menu may be
+LINK_RUN = 8            # and how many of them in a row at most
+
+
+def is_bar_menu(line: str) -> bool:
+    """A site's sections between bars ("玄幻 | 武侠 | 都市 | 历史 | …"): five items or more, all
+    short, none a sentence; a table row or a verse with bars has long or punctuated cells."""
+    s = line.strip(SPACE + "|｜")
+    items = [t for t in BAR_SPLIT_RE.split(s) if t]
+    if len(items) < MENU_ITEMS or any(c in s for c in "。！？，；"):
+        return False
+    return all(len(t) <= MENU_ITEM_CHARS for t in items) and sum(map(len, items)) >= 2 * len(items)
+
+
+def link_run(lines: list[str], i: int, drop: dict) -> list[int]:
+    """The run of one-line links next to a menu at line i (上一页 / 下一页 / 回目录 / 回首页, whatever
+    the words): two or more short lines with no punctuation of a sentence, blank lines allowed
+    between; a line or two of the site between the menu and the run (a call for editors) go
+    with them when they do not end a sentence."""
+    found = []
+    for step in (1, -1):
+        bridge, run, j = [], [], i + step
+        while 0 <= j < len(lines) and len(run) < LINK_RUN:
+            s = lines[j].strip(SPACE)
+            if not s:
+                j += step
+                continue
+            if j in drop or is_heading(s):
+                break
+            if len(s) > LINK_CHARS or any(c in s for c in SENTENCE_END + "，、；："):
+                if run or len(bridge) == BRIDGE_LINES or len(s) > BRIDGE_CHARS or s[-1] in SENTENCE_END:
+                    break
+                bridge.append(j)
+            else:
+                run.append(j)
+            j += step
+        if len(run) >= 2:
+            found += bridge + run
+    return found
+
+
+BRIDGE_LINES, BRIDGE_CHARS = 2, 40
 
 
 # ----------------------------------------------------------------------------
@@ -642,7 +696,6 @@ SEPARATOR_LINE_RE = re.compile(rf"(?m)^{SEPARATOR_RE.pattern}$")
 class Separators(Rule):
     name = "separators"
     help = "separator lines (------, ======, ******)"
-    order = 40
 
     def apply(self, text: str, doc: Doc) -> str:
         lines = text.split("\n")
@@ -660,7 +713,6 @@ class Toc(Rule):
     name = "toc"
     help = ('tables of contents (three or more heading lines in a row), "《》目录" debris before headings, '
             "a heading repeated on the next line")
-    order = 45
 
     def apply(self, text: str, doc: Doc) -> str:
         if "《》目录" in text:
@@ -710,7 +762,6 @@ class PageMarkers(Rule):
     name = "page_markers"
     help = ('page markers and bare page numbers ("- 12 -", "第12页", "---- Page 12 ----", "12") with the blank '
             "lines around them; a paragraph cut by a page break is joined again")
-    order = 50
 
     def apply(self, text: str, doc: Doc) -> str:
         lines = text.split("\n")
@@ -735,5 +786,5 @@ class PageMarkers(Rule):
                     soft.add(kept_before - 1)
             else:
                 kept_before += 1
-        doc.notes["soft_breaks"] = soft
+        doc.soft_breaks = soft
         return "\n".join(drop_lines(lines, drop, doc))

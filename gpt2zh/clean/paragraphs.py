@@ -154,17 +154,17 @@ class LineTable:
 
 def line_table(text: str, doc: Doc) -> LineTable:
     """The LineTable of `text`, shared by the rules that look at the same text in turn."""
-    cached = doc.notes.get("line_table")
+    cached = doc.line_table
     if cached is not None and cached[0] is text:
         return cached[1]
     table = LineTable(text)
-    shortened = doc.notes.get("shortened_lines")
+    shortened = doc.shortened_lines
     if shortened:   # lines that lost tags inside them were wrapped at their old widths
         for i, line in enumerate(table.lines):
             if line in shortened:
                 chars, cols = shortened[line]
                 table.widths[i] += (cols, cols, chars, chars)
-    doc.notes["line_table"] = (text, table)
+    doc.line_table = (text, table)
     return table
 
 
@@ -722,13 +722,12 @@ class HardWrap(Rule):
     help = ("lines hard-wrapped at a fixed width (20-120 columns, decided per region from the file's own "
             "line widths, indented or not, hanging punctuation allowed; a letter or poem set apart at a "
             "width of its own too) are rejoined into paragraphs")
-    order = 60
 
     def apply(self, text: str, doc: Doc) -> str:
         t = line_table(text, doc)
         n = len(t.lines)
         soft = np.zeros(n, dtype=bool)
-        for i in doc.notes.get("soft_breaks", ()):
+        for i in doc.soft_breaks:
             if i < n:
                 soft[i] = True
         wraps, region = wrap_plan(t)
@@ -808,7 +807,6 @@ def note_unfinished(text: str, doc: Doc) -> None:
 class Whitespace(Rule):
     name = "whitespace"
     help = "indentation, trailing blanks, full-width spaces and tabs inside lines, runs of blank lines"
-    order = 90
 
     def apply(self, text: str, doc: Doc) -> str:
         # Indentation and trailing blanks: str.strip per line runs in C, 5x faster than a regex.

@@ -21,6 +21,7 @@ MAX_SHOWN = 240            # a dropped span longer than this is shown cut in the
 MAX_FLAGGED = 40           # flagged passages listed per file
 UNFINISHED_WARN = 0.10    # share of paragraphs stopping mid-sentence that the summary warns about
 UNSAMPLED = {"line_ends", "blank_lines", "bom", "whitespace"}  # drops with nothing to look at
+DETAILED_FILES = 1000      # files whose own report keeps its samples; the rest pool theirs (SamplePool)
 
 
 def _clip(text: str) -> str:
@@ -80,6 +81,11 @@ class FileReport:
         self.dropped[rule] += chars
         if events and rule not in UNSAMPLED:
             self.samples.setdefault(rule, {"seen": 0, "items": []})["seen"] += events
+
+    def __getstate__(self) -> dict:
+        # a report crossing from a worker leaves its random generator behind (2.5 kB each, and
+        # the parent keeps one report per file); one is seeded again from the path when needed
+        return {k: v for k, v in self.__dict__.items() if k != "_random"}
 
     def _rng(self) -> random.Random:
         if not hasattr(self, "_random"):
@@ -144,15 +150,55 @@ def merge_samples(a: dict, b: dict, rng: random.Random, k: int = SAMPLES_PER_RUL
     return [it for it, _ in keyed[:k]]
 
 
-def summarize(reports: list[FileReport]) -> dict:
-    """The cleaning part of report.json: every file, the total, and whether all balance."""
+class SamplePool:
+    """The samples of drops, flagged passages and unfinished paragraphs of the files past the
+    first DETAILED_FILES, pooled in weighted reservoirs as a file's are, so that a corpus of
+    100,000 files holds one set of samples for them, not 100,000. Their reports keep every
+    count (and how many drops each rule saw), only the examples move here."""
+
+    def __init__(self):
+        self.report = FileReport(path="(other files)")
+        self.files = 0
+
+    def take(self, r: FileReport) -> None:
+        pool = self.report
+        for rule, theirs in r.samples.items():
+            mine = pool.samples.setdefault(rule, {"seen": 0, "items": []})
+            mine["items"] = merge_samples(mine, theirs, pool._rng())
+            mine["seen"] += theirs["seen"]
+            theirs["items"] = []
+        pool.flagged += r.flagged[: max(0, MAX_FLAGGED - len(pool.flagged))]
+        r.flagged = []
+        mine, theirs = pool.unfinished, r.unfinished
+        mine["items"] = merge_samples(mine, theirs, pool._rng())
+        mine["seen"] += theirs["seen"]
+        mine["paragraphs"] += theirs["paragraphs"]
+        theirs["items"] = []
+        self.files += 1
+
+    def to_dict(self) -> dict:
+        r = self.report
+        return {"files": self.files, "samples": r.samples, "flagged": r.flagged, "unfinished": r.unfinished}
+
+
+def summarize(reports: list[FileReport], pool: SamplePool | None = None) -> dict:
+    """The cleaning part of report.json: every file, the total, and whether all balance (and,
+    past DETAILED_FILES files, the other files' pooled samples)."""
     total = FileReport(path="(all files)")
     for r in reports:
         total.merge(r)
+    if pool is not None and pool.files:
+        for rule, theirs in pool.report.samples.items():   # the pooled examples, weighted by their own drops
+            mine = total.samples.setdefault(rule, {"seen": 0, "items": []})
+            detailed = {"seen": mine["seen"] - theirs["seen"], "items": mine["items"]}
+            mine["items"] = merge_samples(detailed, theirs, total._rng())
     skip = ("path", "encoding", "samples", "flagged", "duplicates", "low_punctuation", "skipped", "unfinished")
-    return {
+    out = {
         "files": [r.to_dict() for r in reports],
         "total": {k: v for k, v in total.to_dict().items() if k not in skip},
         "samples": total.samples,
         "balanced": all(r.balanced() for r in reports),
     }
+    if pool is not None and pool.files:
+        out["other_files"] = pool.to_dict()
+    return out

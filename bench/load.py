@@ -180,20 +180,26 @@ def main():
     write_shard_set(binary, load_tokenizer(work / "novels"), tokens, None, 100, {})
     text = work / "text"
     text.mkdir()
-    for i, part in enumerate(np.array_split(tokens, 100)):
-        (text / f"tokenized_train_{i}.txt").write_text(" ".join(map(str, part.tolist())))
-    shutil.copy(work / "novels" / "val.bin", binary / "val.bin")
+    if not (args.only_ranks or args.only_shared):
+        for i, part in enumerate(np.array_split(tokens, 100)):
+            (text / f"tokenized_train_{i}.txt").write_text(" ".join(map(str, part.tolist())))
+    # a validation split a tenth of the training tokens, as prepare writes (the novels' tiled)
+    from gpt2zh.shards import HashedFile
+
+    val_base = load_tokens(work / "novels", "val")
+    f = HashedFile(binary / "val.bin", val_base.dtype)
+    f.write(np.tile(val_base, args.tokens // 10 // len(val_base) + 1)[: args.tokens // 10])
     manifest = json.loads((binary / "manifest.json").read_text())
-    manifest["val"] = json.loads((work / "novels" / "manifest.json").read_text())["val"]
+    manifest["val"] = f.close()
     (binary / "manifest.json").write_text(json.dumps(manifest))
-    token_bytes = tokens.nbytes
+    token_bytes = tokens.nbytes + manifest["val"]["tokens"] * tokens.itemsize
     del tokens
-    if args.ranks:
+    if args.ranks and not args.only_shared:
         small, _ = rank_pss(work / "novels", work / "run-small", args.ranks, args.rank_steps)
         large, sec = rank_pss(binary, work / "run-large", args.ranks, args.rank_steps)
         print(f"{args.ranks} `gpt2zh train` ranks (tiny, {args.rank_steps} steps): peak PSS summed over the ranks "
               f"{small / 1e6:,.0f} MB on the novels, {large / 1e6:,.0f} MB on {args.tokens:,} tokens; beyond the "
-              f"small run: {(large - small) / token_bytes:.2f} copies of the tokens ({token_bytes / 1e6:,.0f} MB)")
+              f"small run: {(large - small) / token_bytes:.2f} copies of the tokens (train + val, {token_bytes / 1e6:,.0f} MB)")
     if args.only_ranks:
         shutil.rmtree(work)
         return

@@ -162,7 +162,9 @@ def _json_documents(path: Path, text: str) -> list[str]:
 
 def _jsonl_documents(path: Path, text: str, first_line: int = 1) -> list[str]:
     # Lines end at "\n" only: JSON allows a raw U+2028 or \x85 inside a string, and
-    # str.splitlines() would cut the line there.
+    # str.splitlines() would cut the line there. (A file with old Mac line ends has no "\n".)
+    if "\n" not in text:
+        text = text.replace("\r", "\n")
     return [_jsonl_item(path, i, line) for i, line in enumerate(text.split("\n"), first_line)
             if line.strip()]
 
@@ -218,6 +220,7 @@ class Source:
     size: int
     encoding: str = ""          # as reported ("" until a whole file is read)
     pieces: list[Piece] = field(default_factory=list)
+    skipped: str | None = None  # why a large file is not read at all (not text)
 
 
 def survey(path: Path, replace_bad_bytes: bool = False, piece_bytes: int = PIECE_BYTES) -> Source:
@@ -226,7 +229,10 @@ def survey(path: Path, replace_bad_bytes: bool = False, piece_bytes: int = PIECE
     size = path.stat().st_size
     if size <= piece_bytes or path.suffix.lower() == ".json":
         return Source(str(path), size, "", [Piece(str(path), 0, 0, size)])
-    encoding, codec, unit = _streaming_encoding(path, replace_bad_bytes)
+    try:
+        encoding, codec, unit = _streaming_encoding(path, replace_bad_bytes)
+    except BinaryFileError as e:   # skipped and reported, as a small binary file is
+        return Source(str(path), size, "", [], skipped=str(e).split(": ", 1)[1])
     newline = "\n".encode(codec)
     jsonl = path.suffix.lower() == ".jsonl"
     pieces, start, line = [], 0, 1

@@ -278,7 +278,8 @@ def clean_all(pool, sources: list[Source], first_docs: list[int], cfg: PrepareCo
 def file_reports(sources: list[Source], cleaned: list[CleanedPiece], dropped: set) -> list[FileReport]:
     """One report per input file: a small file's is its piece's; a large file's pieces' are
     added up under its name, encoding and size."""
-    reports: list[FileReport | None] = [None] * len(sources)
+    reports: list[FileReport | None] = [FileReport(path=s.path, bytes=s.size, skipped=s.skipped) if s.skipped
+                                        else None for s in sources]
     kept = [False] * len(sources)
     for p, c in enumerate(cleaned):
         kept[c.file] |= any((p, d) not in dropped for d in range(len(c.docs)))
@@ -287,6 +288,8 @@ def file_reports(sources: list[Source], cleaned: list[CleanedPiece], dropped: se
         else:
             reports[c.file].merge(c.report)
     for f, (source, r) in enumerate(zip(sources, reports)):
+        if source.skipped:
+            continue
         if source.encoding:   # read in pieces
             r.encoding, r.bytes = source.encoding, source.size
             if not r.documents:

@@ -107,8 +107,15 @@ def test_survey_refuses_what_it_cannot_read(tmp_path, monkeypatch):
     assert survey(bad, replace_bad_bytes=True, piece_bytes=1 << 16).encoding == "utf-8"
     binary = tmp_path / "image.txt"
     binary.write_bytes(good + b"\x00\x01")
-    with pytest.raises(decode.BinaryFileError, match=f"NUL byte at offset {len(good)}"):
-        survey(binary, piece_bytes=1 << 16)
+    skipped = survey(binary, piece_bytes=1 << 16)      # skipped and reported, as a small binary file is
+    assert not skipped.pieces and f"NUL byte at offset {len(good)}" in skipped.skipped
+    (tmp_path / "corpus").mkdir()
+    binary.rename(tmp_path / "corpus" / "image.txt")
+    (tmp_path / "corpus" / "story.txt").write_bytes(good)
+    m = prepare(PrepareConfig(inputs=[str(tmp_path / "corpus")], out=str(tmp_path / "out"), progress=False,
+                              piece_bytes=1 << 16))
+    image = next(f for f in m["cleaning"]["files"] if f["path"].endswith("image.txt"))
+    assert "binary file" in image["skipped"] and image["bytes"] == len(good) + 2 and m["cleaning"]["balanced"]
     monkeypatch.setattr(decode, "MAX_LINE_BYTES", 1 << 16)
     long = tmp_path / "long.jsonl"
     long.write_text('{"text": "短"}\n{"text": "' + "长" * 200_000 + '"}\n', encoding="utf-8")
@@ -197,3 +204,24 @@ def test_many_files_and_a_large_one_together(corpora, tmp_path):
     assert files["shuihuzhuan.txt"]["documents"] >= 2 and files["xiyouji.gbk.txt"]["documents"] >= 1
     assert m["cleaning"]["balanced"]
     assert read_manifest(tmp_path / "out")["train_tokens"] == len(load_tokens(tmp_path / "out"))
+
+
+def test_past_the_detailed_files_examples_are_pooled_and_every_count_kept(corpora, tmp_path, monkeypatch):
+    from gpt2zh import prepare as prepare_module
+
+    full = prepare(PrepareConfig(inputs=[str(corpora)], out=str(tmp_path / "full"), progress=False))
+    monkeypatch.setattr(prepare_module, "DETAILED_FILES", 2)
+    pooled = prepare(PrepareConfig(inputs=[str(corpora)], out=str(tmp_path / "pooled"), progress=False))
+    a, b = full["cleaning"], pooled["cleaning"]
+    assert a["total"] == b["total"] and a["balanced"] and b["balanced"]
+    for fa, fb in zip(a["files"][2:], b["files"][2:]):    # counts, and how many drops each rule saw
+        assert fa["dropped"] == fb["dropped"] and fb["samples"] and all(not s["items"] for s in fb["samples"].values())
+        assert {r: s["seen"] for r, s in fa["samples"].items()} == {r: s["seen"] for r, s in fb["samples"].items()}
+    other = b["other_files"]
+    assert other["files"] == len(b["files"]) - 2 and "other_files" not in a
+    assert sum(s["seen"] for s in other["samples"].values()) == sum(
+        s["seen"] for f in b["files"][2:] for s in f["samples"].values())
+    assert all(len(s["items"]) <= 8 for s in other["samples"].values())
+    html = (tmp_path / "pooled" / "report.html").read_text(encoding="utf-8")
+    assert f"the other {other['files']:,} files" in html or not other["unfinished"]["seen"]
+    assert shard_bytes(tmp_path / "full") == shard_bytes(tmp_path / "pooled")

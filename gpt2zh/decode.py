@@ -223,11 +223,16 @@ class Source:
     skipped: str | None = None  # why a large file is not read at all (not text)
 
 
+def read_whole(path: Path, size: int, piece_bytes: int = PIECE_BYTES) -> bool:
+    """A file of up to `piece_bytes`, or a .json (one list, not cut), is read whole."""
+    return size <= piece_bytes or path.suffix.lower() == ".json"
+
+
 def survey(path: Path, replace_bad_bytes: bool = False, piece_bytes: int = PIECE_BYTES) -> Source:
     """The file's pieces. A file of up to `piece_bytes` (or a .json: one list, not cut) is one
     piece, read whole later; a larger one has its encoding found here, by a streaming pass."""
     size = path.stat().st_size
-    if size <= piece_bytes or path.suffix.lower() == ".json":
+    if read_whole(path, size, piece_bytes):
         return Source(str(path), size, "", [Piece(str(path), 0, 0, size)])
     try:
         encoding, codec, unit = _streaming_encoding(path, replace_bad_bytes)

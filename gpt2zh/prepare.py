@@ -34,7 +34,7 @@ from .clean import Learner, merge_pieces
 from .clean.dedup import Signature, find_duplicates, low_punctuation, signature
 from .clean.report import DETAILED_FILES, UNFINISHED_WARN, SamplePool, summarize
 from .corpus import CleanOptions, CorpusError, FileReport, clean_piece, find_inputs, scan_piece, split_document, why_empty
-from .decode import Piece, Source, survey
+from .decode import Piece, Source, read_whole, survey
 from .locks import DirLock
 from .shards import HashedFile, ShardWriter, atomic_output_dir, encode_documents, shard_file, token_dtype, write_array, write_manifest
 from .vocab import build_corpus_char_tokenizer, char_counts_sparse, counts_to_counter, resolve_vocab, specials_of
@@ -209,14 +209,13 @@ def worker_pool(workers: int, n_jobs: int):
 # The steps
 
 
-def survey_all(pool, files: list[Path], cfg: PrepareConfig) -> list[Source]:
+def survey_all(pool, files: list[Path], sizes: list[int], cfg: PrepareConfig) -> list[Source]:
     """Every file's pieces; only files larger than a piece need a pass over their bytes."""
-    sources = [survey(p, cfg.replace_bad_bytes, cfg.piece_bytes) if os.path.getsize(p) <= cfg.piece_bytes
-               or p.suffix.lower() == ".json" else None for p in files]
-    big = [i for i, s in enumerate(sources) if s is None]
+    whole = [read_whole(p, n, cfg.piece_bytes) for p, n in zip(files, sizes)]
+    sources = [survey(p, cfg.replace_bad_bytes, cfg.piece_bytes) if w else None for p, w in zip(files, whole)]
+    big = [i for i, w in enumerate(whole) if not w]
     jobs = [(str(files[i]), cfg.replace_bad_bytes, cfg.piece_bytes) for i in big]
-    for k, source in run_parallel(pool, _survey, jobs, [os.path.getsize(files[i]) for i in big], "survey",
-                                  cfg.progress):
+    for k, source in run_parallel(pool, _survey, jobs, [sizes[i] for i in big], "survey", cfg.progress):
         sources[big[k]] = source
     return sources
 
@@ -280,9 +279,10 @@ def file_reports(sources: list[Source], cleaned: list[CleanedPiece], dropped: se
     added up under its name, encoding and size."""
     reports: list[FileReport | None] = [FileReport(path=s.path, bytes=s.size, skipped=s.skipped) if s.skipped
                                         else None for s in sources]
-    kept = [False] * len(sources)
+    kept, any_docs = [False] * len(sources), [False] * len(sources)
     for p, c in enumerate(cleaned):
         kept[c.file] |= any((p, d) not in dropped for d in range(len(c.docs)))
+        any_docs[c.file] |= bool(c.docs)
         if reports[c.file] is None:
             reports[c.file] = c.report
         else:
@@ -294,7 +294,7 @@ def file_reports(sources: list[Source], cleaned: list[CleanedPiece], dropped: se
             r.encoding, r.bytes = source.encoding, source.size
             if not r.documents:
                 r.skipped = "empty file"
-            elif not any(c.docs for c in cleaned if c.file == f):
+            elif not any_docs[f]:
                 r.skipped = why_empty(r)
         if r.skipped is None and not kept[f]:
             r.skipped = "duplicate of another document"
@@ -505,9 +505,10 @@ def prepare(cfg: PrepareConfig) -> dict:
         work.mkdir()
         char_counts = np.zeros(0x110000, dtype=np.int64) if cfg.vocab == "char" else None
         samples = SamplePool()
-        big = any(os.path.getsize(f) > cfg.piece_bytes for f in files)   # pieces to spread over the workers
+        sizes = [f.stat().st_size for f in files]
+        big = not all(read_whole(f, n, cfg.piece_bytes) for f, n in zip(files, sizes))   # pieces to spread out
         with worker_pool(cfg.workers, len(files) + (cfg.workers if big else 0)) as pool:
-            sources = survey_all(pool, files, cfg)
+            sources = survey_all(pool, files, sizes, cfg)
             clock.lap("survey")
             learned, first_docs = learn_corpus(pool, sources, cfg)
             clock.lap("read + learn")

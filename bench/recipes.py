@@ -40,6 +40,7 @@ RECIPES = {
 SHAPES = {"2x128": ["n_layer=2", "n_head=2", "n_embd=128"], "4x256": ["n_layer=4", "n_head=4", "n_embd=256"],
           "6x384": ["n_layer=6", "n_head=6", "n_embd=384"]}
 LRS = [1e-3, 3e-3]
+BASELINE_SHAPE, BASELINE_LR = "4x256", 1e-3
 
 
 def prepare_novels(corpora: Path, work: Path) -> Path:
@@ -114,6 +115,13 @@ def part2(data: Path, work: Path, budget_min: float, optimizer: str) -> dict:
                          "steps": r["results"]["steps"]})
             print(f"  {shape} lr {lr:g}: validation loss {grid[-1]['val_loss']:.4f} after {grid[-1]['steps']} "
                   "steps", file=sys.stderr)
+    # the same budget with the notes' recipe (AdamW at a fixed rate) at the CPU benchmark's shape, the
+    # same day and machine as the grid, so the grid's optimizer is compared in equal time as well
+    fixed = [i for i in recipe if not i.startswith(("optimizer=", "cooldown="))] + ["optimizer=adamw", "cooldown=0"]
+    r = run(data, work / "baseline", fixed + SHAPES[BASELINE_SHAPE] + [f"lr={BASELINE_LR:g}"], max_minutes=budget_min)
+    baseline = {"shape": BASELINE_SHAPE, "lr": BASELINE_LR, "val_loss": r["results"]["best_val_loss"],
+                "steps": r["results"]["steps"]}
+    print(f"  fixed AdamW {BASELINE_SHAPE} lr {BASELINE_LR:g}: validation loss {baseline['val_loss']:.4f}", file=sys.stderr)
     t0 = time.time()
     plan = make_plan(str(data), budget_min * 60, progress=False)
     planning_s = time.time() - t0
@@ -124,7 +132,7 @@ def part2(data: Path, work: Path, budget_min: float, optimizer: str) -> dict:
             max_minutes=budget_min - planning_s / 60)
     auto = {"pick": plan.chosen.shape.label(), "lr": plan.lr, "dropout": plan.dropout,
             "val_loss": r["results"]["best_val_loss"], "steps": r["results"]["steps"], "planning_s": planning_s}
-    return {"budget_min": budget_min, "grid": grid, "auto": auto}
+    return {"budget_min": budget_min, "optimizer": optimizer, "grid": grid, "baseline": baseline, "auto": auto}
 
 
 def markdown(p1: list[dict] | None, p2: dict | None, steps: int) -> str:
@@ -139,12 +147,16 @@ def markdown(p1: list[dict] | None, p2: dict | None, steps: int) -> str:
             out.append(f"| {r['recipe']} | {r['final_val_loss']:.4f} ({math.exp(r['final_val_loss']):.1f}) | "
                        f"{reach_s} | {r['step_s']:.3f} s ({r['step_s'] / base_step:.2f}×) |")
     if p2:
-        out += ["", f"| shape | lr | validation loss in {p2['budget_min']:g} min | steps |", "|---|---|---|---|"]
+        out += ["", f"| {p2['optimizer']} + cool-down 25%: shape | lr | validation loss (ppl) in {p2['budget_min']:g} min "
+                    "| steps |", "|---|---|---|---|"]
         for g in p2["grid"]:
-            out.append(f"| {g['shape']} | {g['lr']:g} | {g['val_loss']:.4f} | {g['steps']} |")
+            out.append(f"| {g['shape']} | {g['lr']:g} | {g['val_loss']:.4f} ({math.exp(g['val_loss']):.1f}) | {g['steps']} |")
+        b = p2["baseline"]
+        out.append(f"| fixed AdamW (the notes): {b['shape']} | {b['lr']:g} | {b['val_loss']:.4f} "
+                   f"({math.exp(b['val_loss']):.1f}) | {b['steps']} |")
         a = p2["auto"]
         best = min(g["val_loss"] for g in p2["grid"])
-        out.append(f"| **--auto**: {a['pick']} | {a['lr']:g} | {a['val_loss']:.4f} "
+        out.append(f"| **--auto**: {a['pick']} | {a['lr']:g} | {a['val_loss']:.4f} ({math.exp(a['val_loss']):.1f}) "
                    f"({(a['val_loss'] / best - 1) * 100:+.1f}% against the grid's best {best:.4f}) | {a['steps']} |")
     return "\n".join(out)
 

@@ -1,8 +1,9 @@
 """`gpt2zh train`: shards in RAM -> half-stride windows -> GPT2LMHeadModel through
 Accelerate, on a CPU, one GPU, or many (`accelerate launch -m gpt2zh train ...`).
 
-Read top to bottom: setup (data, model, optimizers, resume), then one loop that
-steps, logs sparingly, evaluates, saves, and honours SIGINT/SIGTERM.
+A run has three phases: `_setup` (data, model, optimizers, resume: a Setup and the
+State to start from), `Loop.run` (steps, logs sparingly, evaluates, saves, honours
+SIGINT/SIGTERM and the time budget) and `Loop.summary` (results.json, the plot).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import socket
 import sys
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -313,35 +315,92 @@ def load_optimizer_states(optimizers, state: dict, tc, ckpt: Path) -> None:
         o.load_state_dict(sd)
 
 
-def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: bool, mixed: str) -> dict:
-    from .progress import progress_bar
+# ----------------------------------------------------------------------------
+# One run, in three phases: set-up (a Setup and the State to start from), the loop, the summary
 
-    tc = job.run.train
-    main = accelerator.is_main_process
-    rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
-    if world > 1:
+
+@dataclass
+class Setup:
+    """What one run is made of, built once before the loop."""
+    model: torch.nn.Module       # as Accelerate wrapped it (DDP, compiled): what trains
+    raw_model: torch.nn.Module   # the module itself: what is evaluated and saved
+    optimizers: list
+    loader: BatchLoader
+    val_rows: EvalWindows
+    char_len: torch.Tensor       # characters per token id, for perplexity per character
+    max_steps: int
+    resume_dir: Path | None
+    info: dict                   # what every checkpoint records of the run
+
+
+@dataclass
+class State:
+    """Where the run stands: what a checkpoint saves and a resume restores."""
+    step: int = 0
+    pos: Position = field(default_factory=Position)
+    best: float | None = None
+
+
+def _clean_run_dir(accelerator, out: Path) -> None:
+    if accelerator.num_processes > 1:
         check_shared_run_dir(accelerator, out)
-    if main:
+    if accelerator.is_main_process:
         removed = sweep(out)
         if removed:
             print(f"removed {len(removed)} leftover(s) of an interrupted save or delete in {out}: "
                   f"{', '.join(removed[:4])}{' ...' if len(removed) > 4 else ''}", file=sys.stderr)
     accelerator.wait_for_everyone()
 
-    # -- data
+
+def _resume_dir(job: TrainJob, out: Path, main: bool) -> Path | None:
+    found = checkpoints(out)
+    if job.resume and not found and main:
+        print(f"no complete checkpoint in {out}/checkpoints; starting from scratch", file=sys.stderr)
+    if not job.resume and found and main:
+        print(f"warning: {out} holds checkpoints of an earlier run; starting afresh (use --resume to continue)",
+              file=sys.stderr)
+    return found[-1] if job.resume and found else None
+
+
+def _restore(accelerator, out: Path, resume_dir: Path | None, rewound: bool, optimizers, tc) -> State:
+    """The optimizers' states, the position and the RNG of `resume_dir`; a fresh State without one."""
+    rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
+    if resume_dir is None:
+        torch.manual_seed(tc.seed + rank)  # dropout differs per rank, repeatably
+        return State()
+    state = torch.load(resume_dir / "trainer_state.pt", weights_only=False,
+                       map_location=device if device.type != "cpu" else "cpu")  # (multi-node CPU: "cpu:0")
+    load_optimizer_states(optimizers, state, tc, resume_dir)
+    if rewound and accelerator.is_main_process:   # (only now: a refused resume must leave every checkpoint in place)
+        for later in [c for c in checkpoints(out) if step_of(c) > step_of(resume_dir)]:
+            retire(later)
+    at = State(state["step"], Position(state["epoch"], state["batch"]), state.get("best_val_loss"))
+    rng_file = resume_dir / f"rng_rank{rank}.pt"
+    if rng_file.exists() and state.get("world_size") == world:
+        set_rng_state(torch.load(rng_file, weights_only=False))
+    else:
+        torch.manual_seed(tc.seed + rank + at.step)
+    if accelerator.is_main_process:
+        print(f"resuming from {resume_dir} (step {at.step}, epoch {at.pos.epoch}, batch {at.pos.batch})",
+              file=sys.stderr)
+    return at
+
+
+def _setup(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: bool, mixed: str
+           ) -> tuple[Setup, State]:
+    """Data, model and optimizers on this rank, and the State to start from (a checkpoint's when resuming)."""
+    tc = job.run.train
+    main = accelerator.is_main_process
+    rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
+    _clean_run_dir(accelerator, out)
+
     manifest = read_manifest(data_dir)
     tokens, val_tokens = load_splits(data_dir, manifest, accelerator)  # stops here, naming a corrupted shard
     tok = load_tokenizer(data_dir, manifest)
     if main and len(val_tokens):  # the human bands generate and serve judge chapters by (once per run)
         calibrate_shards(data_dir, out, tokens, val_tokens)
 
-    # -- model, from a checkpoint when resuming
-    resume_dir = checkpoints(out)[-1] if job.resume and checkpoints(out) else None
-    if job.resume and resume_dir is None and main:
-        print(f"no complete checkpoint in {out}/checkpoints; starting from scratch", file=sys.stderr)
-    if not job.resume and checkpoints(out) and main:
-        print(f"warning: {out} holds checkpoints of an earlier run; starting afresh (use --resume to continue)",
-              file=sys.stderr)
+    resume_dir = _resume_dir(job, out, main)
     model, n_ctx = _model_for_job(job, resume_dir, tok, manifest)
     if int(tokens.max(initial=0)) >= model.config.vocab_size:
         raise TrainingError("a token id in the shards is outside the model's vocabulary")
@@ -352,8 +411,6 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
     loader = BatchLoader(windows, tc.batch_size, tc.seed, rank, world, pin=device.type == "cuda",
                          prefetch=tc.prefetch)
     max_steps = tc.max_steps if tc.max_steps is not None else math.ceil((tc.epochs or 1) * loader.batches_per_epoch)
-    val_rows = EvalWindows(val_tokens, n_ctx, tc.eval_max_tokens)
-    char_len = torch.from_numpy(token_char_lengths(tok, model.config.vocab_size)).to(device)
 
     rewound = False
     if resume_dir is not None:
@@ -368,43 +425,8 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
     fused = tc.fused_adamw == "on" or (tc.fused_adamw == "auto" and device.type == "cuda")
     optimizers = make_optimizers(raw_model, tc, fused=fused)
     model, *optimizers = accelerator.prepare(raw_model, *optimizers)
+    state = _restore(accelerator, out, resume_dir, rewound, optimizers, tc)
 
-    # -- resume: optimizer, position, RNG
-    step, pos, best = 0, Position(), None
-    if resume_dir is not None:
-        state = torch.load(resume_dir / "trainer_state.pt", weights_only=False,
-                           map_location=device if device.type != "cpu" else "cpu")  # (multi-node CPU: "cpu:0")
-        load_optimizer_states(optimizers, state, tc, resume_dir)
-        if rewound and main:   # (only now: a refused resume must leave every checkpoint in place)
-            for later in [c for c in checkpoints(out) if step_of(c) > step_of(resume_dir)]:
-                retire(later)
-        step, pos, best = state["step"], Position(state["epoch"], state["batch"]), state.get("best_val_loss")
-        rng_file = resume_dir / f"rng_rank{rank}.pt"
-        if rng_file.exists() and state.get("world_size") == world:
-            set_rng_state(torch.load(rng_file, weights_only=False))
-        else:
-            torch.manual_seed(tc.seed + rank + step)
-        if main:
-            print(f"resuming from {resume_dir} (step {step}, epoch {pos.epoch}, batch {pos.batch})", file=sys.stderr)
-    else:
-        torch.manual_seed(tc.seed + rank)  # dropout differs per rank, repeatably
-
-    if main:
-        (out / "run_config.json").write_text(json.dumps(job.run.to_dict(), indent=1), encoding="utf-8")
-    live, notice = live_plot_for(job.live_plot) if main else (None, None)
-    if notice:
-        print(notice, file=sys.stderr)
-    log = RunLog(out, main, accelerator, job.log_with, job.run, live)
-    if resume_dir is not None:
-        log.resume_at(step)
-    elif main and log.path.exists():
-        log.path.unlink()  # a fresh run in an old directory starts a fresh log
-    info = {"config": job.run.to_dict(), "n_ctx": n_ctx, "data": str(data_dir),
-            "tokenizer_sha256": manifest["tokenizer_sha256"]}
-    local_micro = tc.batch_size // world // tc.grad_accum
-    tokens_per_step = tc.batch_size * n_ctx
-    fpt = flops_per_token(raw_model, n_ctx)
-    peak = job.peak_tflops * 1e12 if job.peak_tflops else peak_flops(device)
     if main:
         n_params = sum(p.numel() for p in raw_model.parameters())
         print(f"model {n_params / 1e6:.2f} M parameters, n_ctx {n_ctx}, {len(windows):,} windows "
@@ -413,136 +435,216 @@ def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: b
               f"{'Muon + ' if tc.optimizer == 'muon' else ''}{'fused ' if fused else ''}AdamW, lr {tc.lr:g}"
               + (f" cooling over the last {tc.cooldown:.0%}" if tc.cooldown else " fixed"),
               file=sys.stderr)
+    info = {"config": job.run.to_dict(), "n_ctx": n_ctx, "data": str(data_dir),
+            "tokenizer_sha256": manifest["tokenizer_sha256"]}
+    char_len = torch.from_numpy(token_char_lengths(tok, raw_model.config.vocab_size)).to(device)
+    return Setup(model, raw_model, optimizers, loader, EvalWindows(val_tokens, n_ctx, tc.eval_max_tokens),
+                 char_len, max_steps, resume_dir, info), state
 
-    schedule = Schedule(tc.warmup_steps, tc.cooldown, max_steps, job.max_minutes * 60 if job.max_minutes else None)
-    cooling = resume_dir is not None and bool(schedule_of(resume_dir).get("cooled"))   # resumed mid-cool-down
-    stop = StopSignal()
-    status = "finished"
-    t_start = time.time()
-    bar = progress_bar(total=max_steps, initial=step, desc="train", unit="step", disable=not (main and job.progress),
-                       dynamic_ncols=True)
-    it = loader.iterate(pos)
-    loss_sum = torch.zeros((), device=device)
-    bad = torch.zeros((), dtype=torch.bool, device=device)
-    speed = Throughput(tokens_per_step)
-    clock = 0.0   # seconds since the start as the schedule reads them: the same number on every rank
-    last_saved = None
-    results: dict = {}
-    try:
-        while step < max_steps:
-            t0 = time.perf_counter()
-            p, batch = next(it)
-            speed.waited(time.perf_counter() - t0)
-            batch = batch.to(device, non_blocking=True)
-            if world == 1:
-                clock = time.time() - t_start
-            if not cooling and schedule.cooling(step, clock):
-                cooling = True
-                # where the fixed rate ends: kept, so that a longer run can continue from it
-                resumed_here = resume_dir is not None and step_of(resume_dir) == step and starts_cooldown(resume_dir)
-                if step > 0 and not resumed_here:
-                    with speed.aside():
-                        save_checkpoint(accelerator, raw_model, optimizers, out, data_dir, step, pos,
-                                        {**info, "step": step, "best_val_loss": best, **results,
-                                         "schedule": schedule_info(schedule, False)}, tc.keep_last,
-                                        pre_cooldown=True)
-            lr = tc.lr * schedule.factor(step, clock)
-            for g in (g for o in optimizers for g in o.param_groups):   # (load_state_dict replaces the groups)
-                g["lr"] = lr
-            for m in range(tc.grad_accum):
-                xb = batch[m * local_micro:(m + 1) * local_micro]
-                sync = accelerator.no_sync(model) if m < tc.grad_accum - 1 else contextlib.nullcontext()
-                with sync:
-                    loss = lm_loss(model, xb[:, :-1], xb[:, 1:]) / tc.grad_accum
-                    accelerator.backward(loss)
-                loss_sum += loss.detach()
-            bad |= ~torch.isfinite(loss_sum)
-            if tc.grad_clip > 0:
-                accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            for o in optimizers:
-                o.step()
-                o.zero_grad(set_to_none=True)
-            step += 1
-            pos = Position(p.epoch, p.batch + 1) if p.batch + 1 < loader.batches_per_epoch else Position(p.epoch + 1, 0)
-            speed.stepped()
-            bar.update()
 
-            at_log = step % tc.log_interval == 0 or step == max_steps
-            over_time = job.max_minutes is not None and time.time() - t_start > job.max_minutes * 60
-            if world == 1:
-                stop_now = stop.requested or over_time
-            elif at_log:  # agree across ranks, or one would wait forever in a collective
-                flag = torch.tensor([float(stop.requested or over_time), time.time() - t_start], device=device)
-                stopping, clock = accelerator.reduce(flag, "mean").tolist()
-                stop_now = stopping > 0   # (and a time-based cool-down reads one clock: no rank saves alone)
-            else:
-                stop_now = False
-            if at_log or stop_now:
-                mean_loss = accelerator.reduce(loss_sum.reshape(1), "mean").item() / speed.window_steps
-                diverged = accelerator.reduce(bad.float().reshape(1), "sum").item() > 0
-                if diverged or not math.isfinite(mean_loss):
-                    status = "diverged"
-                    raise DivergedError(
-                        f"loss is {mean_loss} at step {step}: training diverged and was stopped. "
-                        f"Last good checkpoint: {last_saved or (checkpoints(out)[-1] if checkpoints(out) else 'none')}. "
-                        "Try a lower lr, a warm-up (warmup_steps=...), or fp32.")
-                tps, data_wait = speed.close_window()
-                mfu = tps * fpt / peak if peak else None
-                rec = {"step": step, "loss": round(mean_loss, 6), "lr": lr,
-                       "tokens_per_s": round(tps, 1), "data_wait": round(data_wait, 4)}
-                if mfu is not None:
-                    rec["mfu"] = round(mfu, 4)
-                log.write(rec)
-                if job.max_minutes is not None and speed.total_time > 0:
-                    # the time budget may end the run first: the bar counts to where it will
-                    left = job.max_minutes * 60 - (time.time() - t_start)
-                    bar.total = min(max_steps, step + max(0, int(left / speed.seconds_per_step())))
-                    bar.refresh()
-                bar.set_postfix_str(f"loss {mean_loss:.3f} | {tps / 1e3:.1f}k tok/s"
-                                    + (f" | MFU {mfu:.2f}" if mfu is not None else ""))
-                loss_sum.zero_()
-
-            with speed.aside():   # evaluation and saving do not count against training speed
-                if len(val_rows) and (step % tc.eval_interval == 0 or step == max_steps or stop_now):
-                    # the unwrapped model: ranks may run different numbers of eval batches, and a DDP
-                    # forward would wait for its peers
-                    ev = evaluate(raw_model, val_rows, max(1, local_micro), accelerator, char_len)
-                    log.write({"step": step, **ev})
-                    results.update(ev)
-                    if best is None or ev["val_loss"] < best:
-                        best = ev["val_loss"]
-                        save_best(accelerator, raw_model, out, data_dir, {**info, "step": step, **ev})
-                    if main:
-                        bar.write(f"step {step}: validation loss {ev['val_loss']:.4f}, perplexity {ev['val_ppl']:.2f} "
-                                  f"(per character {ev['val_ppl_char']:.2f}) on {ev['val_tokens']:,} tokens"
-                                  + (" (best)" if best == ev["val_loss"] else ""))
-                if step % tc.save_steps == 0 or step == max_steps or stop_now:
-                    last_saved = save_checkpoint(accelerator, raw_model, optimizers, out, data_dir, step, pos,
-                                                 {**info, "step": step, "best_val_loss": best, **results,
-                                                  "schedule": schedule_info(schedule, cooling)}, tc.keep_last)
-            if stop_now:
-                status = "time budget reached" if over_time and not stop.requested else "interrupted"
-                break
-    finally:
-        bar.close()
-        stop.restore()
-        if job.log_with:
-            accelerator.end_training()
-
-    results.update({"status": status, "steps": step, "world_size": world, "best_val_loss": best,
-                    "best_val_ppl": math.exp(best) if best is not None else None,
-                    **speed.summary(),
-                    "seconds": time.time() - t_start, "checkpoint": str(last_saved) if last_saved else None})
-    if device.type == "cuda":
-        results["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
+def _open_log(job: TrainJob, accelerator, out: Path, setup: Setup, state: State) -> RunLog:
+    main = accelerator.is_main_process
     if main:
-        (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-        log.plot(final=True)
-        msg = f"{status} at step {step}; checkpoint {last_saved}"
-        if best is not None:
-            msg += (f"; best validation perplexity {math.exp(best):.2f} on {results.get('val_tokens', 0):,} tokens "
-                    f"(saved in {out / 'best'})")
-        if status == "interrupted":
-            msg += "; continue with --resume"
-        print(msg, file=sys.stderr)
-    return results
+        (out / "run_config.json").write_text(json.dumps(job.run.to_dict(), indent=1), encoding="utf-8")
+    live, notice = live_plot_for(job.live_plot) if main else (None, None)
+    if notice:
+        print(notice, file=sys.stderr)
+    log = RunLog(out, main, accelerator, job.log_with, job.run, live)
+    if setup.resume_dir is not None:
+        log.resume_at(state.step)
+    elif main and log.path.exists():
+        log.path.unlink()  # a fresh run in an old directory starts a fresh log
+    return log
+
+
+class Loop:
+    """The training loop of one rank: steps, logs sparingly, evaluates, saves, and honours
+    SIGINT/SIGTERM and --max-minutes (every rank stops at the same step)."""
+
+    def __init__(self, job: TrainJob, accelerator, out: Path, data_dir: Path, setup: Setup, state: State,
+                 log: RunLog):
+        self.job, self.tc, self.acc, self.out, self.data_dir = job, job.run.train, accelerator, out, data_dir
+        self.s, self.at, self.log = setup, state, log
+        self.main, self.world, self.device = accelerator.is_main_process, accelerator.num_processes, accelerator.device
+        tc, n_ctx = self.tc, setup.info["n_ctx"]
+        self.local_micro = tc.batch_size // self.world // tc.grad_accum
+        self.speed = Throughput(tc.batch_size * n_ctx)
+        self.fpt = flops_per_token(setup.raw_model, n_ctx)
+        self.peak = job.peak_tflops * 1e12 if job.peak_tflops else peak_flops(self.device)
+        self.budget_s = job.max_minutes * 60 if job.max_minutes else None
+        self.schedule = Schedule(tc.warmup_steps, tc.cooldown, setup.max_steps, self.budget_s)
+        # resumed in the middle of a cool-down
+        self.cooling = setup.resume_dir is not None and bool(schedule_of(setup.resume_dir).get("cooled"))
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.bad = torch.zeros((), dtype=torch.bool, device=self.device)
+        self.clock = 0.0   # seconds since the start as the schedule reads them: the same number on every rank
+        self.last_saved: Path | None = None
+        self.results: dict = {}
+        self.status = "finished"
+        self.t_start = time.time()
+
+    # -- the loop
+
+    def run(self) -> None:
+        from .progress import progress_bar
+
+        s, at = self.s, self.at
+        stop = StopSignal()
+        self.bar = progress_bar(total=s.max_steps, initial=at.step, desc="train", unit="step",
+                                disable=not (self.main and self.job.progress), dynamic_ncols=True)
+        it = s.loader.iterate(at.pos)
+        try:
+            while at.step < s.max_steps:
+                t0 = time.perf_counter()
+                p, batch = next(it)
+                self.speed.waited(time.perf_counter() - t0)
+                lr = self.step(batch.to(self.device, non_blocking=True))
+                at.pos = (Position(p.epoch, p.batch + 1) if p.batch + 1 < s.loader.batches_per_epoch
+                          else Position(p.epoch + 1, 0))
+                at_log = at.step % self.tc.log_interval == 0 or at.step == s.max_steps
+                stop_now, over_time = self.should_stop(at_log, stop.requested)
+                if at_log or stop_now:
+                    self.log_window(lr)
+                with self.speed.aside():   # evaluation and saving do not count against training speed
+                    self.evaluate_and_save(stop_now)
+                if stop_now:
+                    self.status = "time budget reached" if over_time and not stop.requested else "interrupted"
+                    break
+        finally:
+            self.bar.close()
+            stop.restore()
+            if self.job.log_with:
+                self.acc.end_training()
+
+    def step(self, batch: torch.Tensor) -> float:
+        """One optimizer step on `batch` (this rank's share, in grad_accum micro-batches); the lr it used."""
+        tc, at = self.tc, self.at
+        if self.world == 1:
+            self.clock = time.time() - self.t_start
+        if not self.cooling and self.schedule.cooling(at.step, self.clock):
+            self.cooling = True
+            self.save_before_cooldown()
+        lr = tc.lr * self.schedule.factor(at.step, self.clock)
+        for g in (g for o in self.s.optimizers for g in o.param_groups):   # (load_state_dict replaces the groups)
+            g["lr"] = lr
+        model, micro = self.s.model, self.local_micro
+        for m in range(tc.grad_accum):
+            xb = batch[m * micro:(m + 1) * micro]
+            sync = self.acc.no_sync(model) if m < tc.grad_accum - 1 else contextlib.nullcontext()
+            with sync:
+                loss = lm_loss(model, xb[:, :-1], xb[:, 1:]) / tc.grad_accum
+                self.acc.backward(loss)
+            self.loss_sum += loss.detach()
+        self.bad |= ~torch.isfinite(self.loss_sum)
+        if tc.grad_clip > 0:
+            self.acc.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        for o in self.s.optimizers:
+            o.step()
+            o.zero_grad(set_to_none=True)
+        at.step += 1
+        self.speed.stepped()
+        self.bar.update()
+        return lr
+
+    def should_stop(self, at_log: bool, requested: bool) -> tuple[bool, bool]:
+        """(stop now, the time budget is spent). With several ranks they agree at log steps only,
+        or one would wait forever in a collective."""
+        over_time = self.budget_s is not None and time.time() - self.t_start > self.budget_s
+        if self.world == 1:
+            return requested or over_time, over_time
+        if not at_log:
+            return False, over_time
+        flag = torch.tensor([float(requested or over_time), time.time() - self.t_start], device=self.device)
+        stopping, self.clock = self.acc.reduce(flag, "mean").tolist()
+        return stopping > 0, over_time   # (and a time-based cool-down reads one clock: no rank saves alone)
+
+    def log_window(self, lr: float) -> None:
+        """The mean loss and speed since the last log line; stops a run whose loss is not finite."""
+        step = self.at.step
+        mean_loss = self.acc.reduce(self.loss_sum.reshape(1), "mean").item() / self.speed.window_steps
+        diverged = self.acc.reduce(self.bad.float().reshape(1), "sum").item() > 0
+        if diverged or not math.isfinite(mean_loss):
+            self.status = "diverged"
+            good = self.last_saved or (checkpoints(self.out)[-1] if checkpoints(self.out) else "none")
+            raise DivergedError(f"loss is {mean_loss} at step {step}: training diverged and was stopped. "
+                                f"Last good checkpoint: {good}. Try a lower lr, a warm-up (warmup_steps=...), or fp32.")
+        tps, data_wait = self.speed.close_window()
+        mfu = tps * self.fpt / self.peak if self.peak else None
+        rec = {"step": step, "loss": round(mean_loss, 6), "lr": lr,
+               "tokens_per_s": round(tps, 1), "data_wait": round(data_wait, 4)}
+        if mfu is not None:
+            rec["mfu"] = round(mfu, 4)
+        self.log.write(rec)
+        if self.budget_s is not None and self.speed.total_time > 0:
+            # the time budget may end the run first: the bar counts to where it will
+            left = self.budget_s - (time.time() - self.t_start)
+            self.bar.total = min(self.s.max_steps, step + max(0, int(left / self.speed.seconds_per_step())))
+            self.bar.refresh()
+        self.bar.set_postfix_str(f"loss {mean_loss:.3f} | {tps / 1e3:.1f}k tok/s"
+                                 + (f" | MFU {mfu:.2f}" if mfu is not None else ""))
+        self.loss_sum.zero_()
+
+    def evaluate_and_save(self, stop_now: bool) -> None:
+        s, at, tc = self.s, self.at, self.tc
+        last = at.step == s.max_steps or stop_now
+        if len(s.val_rows) and (at.step % tc.eval_interval == 0 or last):
+            # the unwrapped model: ranks may run different numbers of eval batches, and a DDP
+            # forward would wait for its peers
+            ev = evaluate(s.raw_model, s.val_rows, max(1, self.local_micro), self.acc, s.char_len)
+            self.log.write({"step": at.step, **ev})
+            self.results.update(ev)
+            if at.best is None or ev["val_loss"] < at.best:
+                at.best = ev["val_loss"]
+                save_best(self.acc, s.raw_model, self.out, self.data_dir, {**s.info, "step": at.step, **ev})
+            if self.main:
+                self.bar.write(f"step {at.step}: validation loss {ev['val_loss']:.4f}, perplexity {ev['val_ppl']:.2f} "
+                               f"(per character {ev['val_ppl_char']:.2f}) on {ev['val_tokens']:,} tokens"
+                               + (" (best)" if at.best == ev["val_loss"] else ""))
+        if at.step % tc.save_steps == 0 or last:
+            self.last_saved = self.save(cooled=self.cooling)
+
+    def save_before_cooldown(self) -> None:
+        """Where the fixed rate ends: kept, so that a longer run can continue from it."""
+        s, step = self.s, self.at.step
+        resumed_here = (s.resume_dir is not None and step_of(s.resume_dir) == step
+                        and starts_cooldown(s.resume_dir))
+        if step > 0 and not resumed_here:
+            with self.speed.aside():
+                self.save(cooled=False, pre_cooldown=True)
+
+    def save(self, cooled: bool, pre_cooldown: bool = False) -> Path:
+        s, at = self.s, self.at
+        return save_checkpoint(self.acc, s.raw_model, s.optimizers, self.out, self.data_dir, at.step, at.pos,
+                               {**s.info, "step": at.step, "best_val_loss": at.best, **self.results,
+                                "schedule": schedule_info(self.schedule, cooled)}, self.tc.keep_last,
+                               pre_cooldown=pre_cooldown)
+
+    # -- the summary
+
+    def summary(self) -> dict:
+        """results.json (on rank 0), the final plot and one line saying how the run ended."""
+        at, best = self.at, self.at.best
+        results = {**self.results, "status": self.status, "steps": at.step, "world_size": self.world,
+                   "best_val_loss": best, "best_val_ppl": math.exp(best) if best is not None else None,
+                   **self.speed.summary(), "seconds": time.time() - self.t_start,
+                   "checkpoint": str(self.last_saved) if self.last_saved else None}
+        if self.device.type == "cuda":
+            results["peak_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 1e9
+        if self.main:
+            (self.out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+            self.log.plot(final=True)
+            msg = f"{self.status} at step {at.step}; checkpoint {self.last_saved}"
+            if best is not None:
+                msg += (f"; best validation perplexity {math.exp(best):.2f} on {results.get('val_tokens', 0):,} "
+                        f"tokens (saved in {self.out / 'best'})")
+            if self.status == "interrupted":
+                msg += "; continue with --resume"
+            print(msg, file=sys.stderr)
+        return results
+
+
+def _train(job: TrainJob, accelerator, out: Path, data_dir: Path, use_compile: bool, mixed: str) -> dict:
+    setup, state = _setup(job, accelerator, out, data_dir, use_compile, mixed)
+    loop = Loop(job, accelerator, out, data_dir, setup, state, _open_log(job, accelerator, out, setup, state))
+    loop.run()
+    return loop.summary()

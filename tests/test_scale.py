@@ -225,3 +225,23 @@ def test_past_the_detailed_files_examples_are_pooled_and_every_count_kept(corpor
     html = (tmp_path / "pooled" / "report.html").read_text(encoding="utf-8")
     assert f"the other {other['files']:,} files" in html or not other["unfinished"]["seen"]
     assert shard_bytes(tmp_path / "full") == shard_bytes(tmp_path / "pooled")
+
+
+def test_documents_sharing_one_whole_band_are_candidates_and_a_band_with_an_empty_bin_is_not():
+    from gpt2zh.clean.dedup import _EMPTY, BAND, BINS, Signature, candidates
+
+    rng = np.random.default_rng(7)
+    base = rng.integers(0, 2**57, BINS, dtype=np.uint64)
+    unlike = [rng.integers(0, 2**57, BINS, dtype=np.uint64) for _ in range(3)]
+    one_band = unlike[0].copy()
+    one_band[5 * BAND:6 * BAND] = base[5 * BAND:6 * BAND]     # agrees with base on band 5 only
+    holed = unlike[1].copy()
+    holed[:BAND] = base[:BAND]
+    holed[0] = _EMPTY                                           # agrees on band 0, but with an empty bin there
+    base_holed = base.copy()
+    base_holed[0] = _EMPTY                                      # and its twin: band 0 holed in both
+    mins = [base, unlike[2], one_band, holed, base_holed]
+    sigs = [Signature(f"d{i}", 100, str(i), m, 0.1) for i, m in enumerate(mins)]
+    sigs.append(Signature("short", 10, "s", None, 0.1))         # compared whole, never banded
+    pairs = {(a, b) for g in candidates(sigs) for k, a in enumerate(g) for b in g[k + 1:]}
+    assert pairs == {(0, 2), (0, 4), (2, 4)}    # 2 and 4 meet in band 5; 3 and 4 share only the holed band

@@ -87,6 +87,41 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a == b) & filled).sum() / max(1, filled.sum()))
 
 
+def band_keys(sigs: list[Signature]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices of the signatures with a minhash, a 64-bit key per band of each, whether the
+    band is full). Keys in one array, 288 bytes a document: a dict of band bytes to documents
+    cost ~11 kB a document, the largest thing `prepare` held per document of a big corpus."""
+    idx = np.array([i for i, s in enumerate(sigs) if s.minhash is not None], dtype=np.int64)
+    bands = BINS // BAND
+    keys = np.zeros((len(idx), bands), dtype=np.uint64)
+    full = np.zeros((len(idx), bands), dtype=bool)
+    with np.errstate(over="ignore"):
+        for r, i in enumerate(idx):
+            v = sigs[i].minhash.reshape(bands, BAND)
+            full[r] = (v != _EMPTY).all(axis=1)
+            k = _mix(v[:, 0])
+            for c in range(1, BAND):
+                k = _mix(k * np.uint64(0x100000001B3) + v[:, c])
+            keys[r] = k
+    return idx, keys, full
+
+
+def candidates(sigs: list[Signature]):
+    """Lists of signature indices (ascending, two or more) whose minhash agrees on a whole band,
+    band by band. Two different bands hashed alike (one chance in 2**64) only add a pair that
+    the similarity check then judges."""
+    idx, keys, full = band_keys(sigs)
+    for b in range(keys.shape[1]):
+        docs, ks = idx[full[:, b]], keys[full[:, b], b]
+        order = np.argsort(ks, kind="stable")   # equal keys stay in index order
+        ks, docs = ks[order], docs[order]
+        starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+        ends = np.r_[starts[1:], len(ks)]
+        for a, e in zip(starts, ends):
+            if e - a > 1:
+                yield docs[a:e].tolist()
+
+
 def find_duplicates(sigs: list[Signature], threshold: float = THRESHOLD) -> dict[int, tuple[int, float]]:
     """{index of a dropped document: (index of the one kept, similarity)}."""
     parent = list(range(len(sigs)))
@@ -113,16 +148,8 @@ def find_duplicates(sigs: list[Signature], threshold: float = THRESHOLD) -> dict
             union(exact[s.exact], i, 1.0)
         else:
             exact[s.exact] = i
-    buckets: dict[tuple, list[int]] = defaultdict(list)
-    for i, s in enumerate(sigs):
-        if s.minhash is None:
-            continue
-        for b in range(0, BINS, BAND):
-            band = s.minhash[b:b + BAND]
-            if (band != _EMPTY).all():
-                buckets[(b, band.tobytes())].append(i)
     checked = set()
-    for members in buckets.values():
+    for members in candidates(sigs):
         for x in range(len(members)):
             for y in range(x + 1, len(members)):
                 i, j = members[x], members[y]

@@ -31,12 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from .clean import Learner, merge_pieces
-from .clean.dedup import Signature, find_duplicates, low_punctuation, signature
-from .clean.report import DETAILED_FILES, UNFINISHED_WARN, SamplePool, summarize
+from .clean.dedup import BINS, FACTS, SignatureTable, facts, find_duplicates, low_punctuation, signature
+from .clean.report import DETAILED_FILES, ReportSpill, ReportWriter, SamplePool, unfinished_warning
 from .corpus import CleanOptions, CorpusError, FileReport, clean_piece, find_inputs, scan_piece, split_document, why_empty
 from .decode import Piece, Source, read_whole, survey
 from .locks import DirLock
-from .shards import HashedFile, ShardWriter, atomic_output_dir, encode_documents, shard_file, token_dtype, write_array, write_manifest
+from .shards import (HashedFile, ShardWriter, atomic_output_dir, encode_documents, shard_file, token_dtype,
+                     write_array, write_error, write_manifest)
 from .vocab import build_corpus_char_tokenizer, char_counts_sparse, counts_to_counter, resolve_vocab, specials_of
 
 BATCH_CHARS = 8 << 20     # characters per encoding batch: large enough for both cores, small enough for RAM
@@ -75,41 +76,51 @@ class PrepareConfig:
             raise ValueError(f"piece_bytes must be at least 64 KiB, got {self.piece_bytes}")
 
 
-@dataclass
-class DocInfo:
-    name: str
-    chars: int                  # kept characters (train + val + the break cut at the split)
-    train: tuple[int, int]      # [start, end) of its training text in the piece's train stream (with its NUL)
-    val: tuple[int, int]        # ... and of its validation text in the val stream
-    signature: Signature
-
-    @property
-    def train_chars(self) -> int:
-        return max(0, self.train[1] - self.train[0] - 1)
-
-    @property
-    def val_chars(self) -> int:
-        return max(0, self.val[1] - self.val[0] - 1)
+# one row per kept document of a piece: its characters, and where its text lies in the
+# piece's train and val streams ([start, end), with its NUL)
+SPANS = np.dtype([("chars", "i8"), ("train", "i8", 2), ("val", "i8", 2)])
 
 
 @dataclass
 class CleanedPiece:
     """What a worker sends back for one piece (a whole small file, or a piece of a large one):
     the report, where its clean split documents wait on disk, each document's facts for the
-    corpus-level steps, and the character counts of its training text (a character vocabulary
-    only; the parent adds them up and lets them go). On disk, two streams of code points (train
-    and val): each document's text followed by NUL, uint16 when the piece has no character
-    beyond the BMP (2 bytes a character, less than the UTF-8 of hanzi)."""
+    corpus-level steps as rows of two small arrays (no object per document), and the character
+    counts of its training text (a character vocabulary only; the parent adds them up and lets
+    them go). On disk beside its streams: each document's minhash and name, read back only for
+    documents that deduplication compares or names. A stream is each document's code points
+    followed by NUL, uint16 when the piece has no character beyond the BMP (2 bytes a
+    character, less than the UTF-8 of hanzi)."""
 
     file: int                    # index of its file in the input list
-    report: FileReport
-    path: Path | None            # work-dir prefix of the streams; None when nothing was kept
-    docs: list[DocInfo] = field(default_factory=list)
+    report: FileReport | None    # (None once the parent has spilled it: ReportSpill)
+    path: str | None             # work-dir prefix of its files; None when nothing was kept
+    spans: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=SPANS))
+    facts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=FACTS))
     dtype: str = "uint16"
     counts: tuple | None = None
+    first: int = 0               # the corpus-wide number of its first document (set by number_documents)
+
+    def __len__(self) -> int:
+        return len(self.spans)
 
     def stream(self, which: int) -> np.ndarray:
         return np.fromfile(f"{self.path}.{'train' if which == 0 else 'val'}", dtype=self.dtype)
+
+    def minhash(self, d: int) -> np.ndarray:
+        return np.fromfile(f"{self.path}.minhash", dtype=np.uint64, count=BINS, offset=d * BINS * 8)
+
+    def names(self) -> list[str]:
+        return json.loads(Path(f"{self.path}.names").read_text(encoding="utf-8"))
+
+    def kept(self, dropped: np.ndarray) -> np.ndarray:
+        """Which of its documents stay."""
+        return ~dropped[self.first:self.first + len(self)]
+
+
+def text_chars(spans: np.ndarray, which: str) -> np.ndarray:
+    """Characters of each document's train or val text (its NUL not counted)."""
+    return np.maximum(0, spans[which][:, 1] - spans[which][:, 0] - 1)
 
 
 # ----------------------------------------------------------------------------
@@ -133,18 +144,24 @@ def _clean(args) -> CleanedPiece:
     report, docs = clean_piece(piece, opts, replace, learned, first_doc)
     if not docs:
         return CleanedPiece(file, report, None)
-    trains, vals, infos = [], [], []
+    trains, vals, names = [], [], []
+    spans, rows = np.zeros(len(docs), dtype=SPANS), np.zeros(len(docs), dtype=FACTS)
+    minhashes = np.zeros((len(docs), BINS), dtype=np.uint64)
     t_pos = v_pos = 0
-    for d in docs:
+    for k, d in enumerate(docs):
         tr, va = split_document(d.text, val_fraction)
         t_len, v_len = (len(tr) + 1 if tr else 0), (len(va) + 1 if va else 0)   # (+1: its NUL)
         trains += [tr] if tr else []
         vals += [va] if va else []
-        infos.append(DocInfo(d.source, len(d.text), (t_pos, t_pos + t_len), (v_pos, v_pos + v_len),
-                             signature(d.source, d.text)))
+        spans[k] = len(d.text), (t_pos, t_pos + t_len), (v_pos, v_pos + v_len)
+        sig = signature(d.source, d.text)
+        rows[k] = facts(sig)
+        if sig.minhash is not None:
+            minhashes[k] = sig.minhash
+        names.append(d.source)
         t_pos, v_pos = t_pos + t_len, v_pos + v_len
     del docs
-    out = Path(work) / f"{index:06d}"
+    out = str(Path(work) / f"{index:06d}")
     streams = [_code_points(trains), _code_points(vals)]
     counts = None
     if char_vocab:
@@ -155,7 +172,13 @@ def _clean(args) -> CleanedPiece:
     dtype = "uint16" if all(int(a.max(initial=0)) < 0x10000 for a in streams) else "uint32"
     for a, suffix in zip(streams, ("train", "val")):
         write_array(Path(f"{out}.{suffix}"), a.astype(dtype))
-    return CleanedPiece(file, report, out, infos, dtype, counts)
+    write_array(Path(f"{out}.minhash"), minhashes)
+    names_path = Path(f"{out}.names")
+    try:
+        names_path.write_text(json.dumps(names, ensure_ascii=False), encoding="utf-8")
+    except OSError as e:
+        raise write_error(names_path, e) from None
+    return CleanedPiece(file, report, out, spans, rows, dtype, counts)
 
 
 def _indexed(args):
@@ -256,9 +279,10 @@ def learn_corpus(pool, sources: list[Source], cfg: PrepareConfig) -> tuple[dict 
 
 
 def clean_all(pool, sources: list[Source], first_docs: list[int], cfg: PrepareConfig, work: Path,
-              learned: dict | None, char_counts: np.ndarray | None, samples: SamplePool) -> list[CleanedPiece]:
+              learned: dict | None, char_counts: np.ndarray | None, samples: SamplePool,
+              spill: ReportSpill) -> list[CleanedPiece]:
     """Every piece cleaned, in input order; the character counts added into `char_counts`, the
-    examples of files past DETAILED_FILES moved into `samples`."""
+    examples of files past DETAILED_FILES moved into `samples`, every report into `spill`."""
     pieces = piece_list(sources)
     jobs = [(i, f, piece, first_docs[i], cfg.clean, cfg.replace_bad_bytes, cfg.val_fraction, str(work), learned,
              char_counts is not None) for i, (f, piece) in enumerate(pieces)]
@@ -270,67 +294,118 @@ def clean_all(pool, sources: list[Source], first_docs: list[int], cfg: PrepareCo
             c.counts = None
         if c.file >= DETAILED_FILES:
             samples.take(c.report)
+        spill.put(i, c.report)
+        c.report = None
         cleaned[i] = c
+    n = 0
+    for c in cleaned:   # corpus-wide document numbers, in input order
+        c.first, n = n, n + len(c)
     return cleaned
 
 
-def file_reports(sources: list[Source], cleaned: list[CleanedPiece], dropped: set) -> list[FileReport]:
-    """One report per input file: a small file's is its piece's; a large file's pieces' are
-    added up under its name, encoding and size."""
-    reports: list[FileReport | None] = [FileReport(path=s.path, bytes=s.size, skipped=s.skipped) if s.skipped
-                                        else None for s in sources]
-    kept, any_docs = [False] * len(sources), [False] * len(sources)
-    for p, c in enumerate(cleaned):
-        kept[c.file] |= any((p, d) not in dropped for d in range(len(c.docs)))
-        any_docs[c.file] |= bool(c.docs)
-        if reports[c.file] is None:
-            reports[c.file] = c.report
-        else:
-            reports[c.file].merge(c.report)
-    for f, (source, r) in enumerate(zip(sources, reports)):
+def document_count(cleaned: list[CleanedPiece]) -> int:
+    return cleaned[-1].first + len(cleaned[-1]) if cleaned else 0
+
+
+@dataclass
+class Amendment:
+    """What deduplication adds to one piece's report once every piece is cleaned."""
+    duplicate_chars: int = 0
+    duplicates: list = field(default_factory=list)
+    low_punctuation: list = field(default_factory=list)
+
+    def apply(self, r: FileReport) -> None:
+        r.kept_chars -= self.duplicate_chars
+        if self.duplicates:
+            r.dropped["duplicate"] += self.duplicate_chars
+        r.duplicates += self.duplicates
+        r.low_punctuation += self.low_punctuation
+
+
+def file_reports(sources: list[Source], cleaned: list[CleanedPiece], dropped: np.ndarray, spill: ReportSpill,
+                 amend: dict[int, Amendment]):
+    """One report per input file, in order, one at a time: a small file's is its piece's; a
+    large file's pieces' are added up under its name, encoding and size."""
+    p = 0
+    for source in sources:
         if source.skipped:
+            yield FileReport(path=source.path, bytes=source.size, skipped=source.skipped)
             continue
+        r, kept, any_docs = None, False, False
+        for _ in source.pieces:
+            c, piece_report = cleaned[p], spill.get(p)
+            if p in amend:
+                amend[p].apply(piece_report)
+            kept |= bool(c.kept(dropped).any())
+            any_docs |= len(c) > 0
+            if r is None:
+                r = piece_report
+            else:
+                r.merge(piece_report)
+            p += 1
         if source.encoding:   # read in pieces
             r.encoding, r.bytes = source.encoding, source.size
             if not r.documents:
                 r.skipped = "empty file"
-            elif not any_docs[f]:
+            elif not any_docs:
                 r.skipped = why_empty(r)
-        if r.skipped is None and not kept[f]:
+        if r.skipped is None and not kept:
             r.skipped = "duplicate of another document"
-    return reports
+        yield r
 
 
-def dedup(cleaned: list[CleanedPiece], keep_duplicates: bool) -> set[tuple[int, int]]:
-    """Drop near-duplicate documents (recorded in their piece's report); flag documents with
-    far less punctuation than the corpus. Returns the (piece, document) pairs dropped."""
-    where = [(f, d) for f, c in enumerate(cleaned) for d in range(len(c.docs))]
-    sigs = [cleaned[f].docs[d].signature for f, d in where]
-    dropped = {} if keep_duplicates else find_duplicates(sigs)
-    for i, (keep, sim) in dropped.items():
-        f, d = where[i]
-        doc, kept = cleaned[f].docs[d], cleaned[where[keep][0]].docs[where[keep][1]]
-        r = cleaned[f].report
-        r.kept_chars -= doc.chars
-        r.dropped["duplicate"] += doc.chars
-        r.duplicates.append({"doc": doc.name, "duplicate_of": kept.name, "similarity": sim, "chars": doc.chars})
-    for i, (rate, corpus) in low_punctuation(sigs, set(dropped)).items():
-        f, d = where[i]
-        cleaned[f].report.low_punctuation.append({"doc": cleaned[f].docs[d].name, "punctuation_per_hanzi": rate,
-                                                  "corpus": corpus})
-    return {where[i] for i in dropped}
+def signature_table(cleaned: list[CleanedPiece]) -> SignatureTable:
+    """Every document's FACTS in one array; a minhash read from its piece's file when asked for."""
+    firsts = np.array([c.first for c in cleaned], dtype=np.int64)
+
+    def minhash(i: int) -> np.ndarray:
+        p = int(np.searchsorted(firsts, i, side="right")) - 1   # (the last of pieces sharing a first: the one
+        return cleaned[p].minhash(i - cleaned[p].first)          # holding documents)
+
+    return SignatureTable(np.concatenate([c.facts for c in cleaned]), minhash)
 
 
-def kept_streams(cleaned: list[CleanedPiece], dropped: set, which: int):
+def dedup(cleaned: list[CleanedPiece], keep_duplicates: bool) -> tuple[np.ndarray, dict[int, Amendment]]:
+    """Near-duplicate documents to drop; documents with far less punctuation than the corpus to
+    flag. Returns which documents are dropped (by corpus-wide number) and what each piece's
+    report gains."""
+    table = signature_table(cleaned)
+    found = {} if keep_duplicates else find_duplicates(table)
+    dropped = np.zeros(len(table), dtype=bool)
+    dropped[list(found)] = True
+    low = low_punctuation(table, set(found))
+    owner = np.repeat(np.arange(len(cleaned)), [len(c) for c in cleaned])
+    names: dict[int, list[str]] = {}   # of the pieces named below, read once each
+
+    def name(i: int) -> str:
+        p = int(owner[i])
+        if p not in names:
+            names[p] = cleaned[p].names()
+        return names[p][i - cleaned[p].first]
+
+    amend: dict[int, Amendment] = {}
+    for i, (keep, sim) in found.items():
+        p, chars = int(owner[i]), int(cleaned[owner[i]].spans["chars"][i - cleaned[owner[i]].first])
+        a = amend.setdefault(p, Amendment())
+        a.duplicate_chars += chars
+        a.duplicates.append({"doc": name(i), "duplicate_of": name(keep), "similarity": sim, "chars": chars})
+    for i, (rate, corpus) in low.items():
+        amend.setdefault(int(owner[i]), Amendment()).low_punctuation.append(
+            {"doc": name(i), "punctuation_per_hanzi": rate, "corpus": corpus})
+    return dropped, amend
+
+
+def kept_streams(cleaned: list[CleanedPiece], dropped: np.ndarray, which: int):
     """The train (which=0) or val (which=1) code points of every kept document (each
     followed by NUL), one piece at a time."""
-    for f, c in enumerate(cleaned):
+    for c in cleaned:
         if c.path is None:
             continue
         stream = c.stream(which)
-        spans = [doc.train if which == 0 else doc.val for d, doc in enumerate(c.docs) if (f, d) not in dropped]
-        if len(spans) < len(c.docs):
-            stream = np.concatenate([stream[a:b] for a, b in spans]) if spans else stream[:0]
+        kept = c.kept(dropped)
+        if not kept.all():
+            spans = c.spans["train" if which == 0 else "val"][kept]
+            stream = np.concatenate([stream[a:b] for a, b in spans]) if len(spans) else stream[:0]
         if len(stream):
             yield stream
 
@@ -366,11 +441,12 @@ def _code_points(texts: list[str]) -> np.ndarray:
     return np.frombuffer(("\x00".join(texts) + "\x00").encode("utf-32-le"), dtype=np.uint32)
 
 
-def vocabulary(cfg: PrepareConfig, cleaned: list[CleanedPiece], dropped: set, char_counts: np.ndarray | None):
+def vocabulary(cfg: PrepareConfig, cleaned: list[CleanedPiece], dropped: np.ndarray,
+               char_counts: np.ndarray | None):
     if cfg.vocab == "char":
-        for f, c in enumerate(cleaned):   # the duplicates' characters out again
-            gone = [doc.train for d, doc in enumerate(c.docs) if (f, d) in dropped and doc.train_chars]
-            if gone:
+        for c in cleaned:   # the duplicates' characters out again
+            gone = c.spans["train"][~c.kept(dropped) & (text_chars(c.spans, "train") > 0)]
+            if len(gone):
                 stream = c.stream(0)
                 for a, b in gone:
                     n = np.bincount(stream[a:b - 1])
@@ -381,7 +457,7 @@ def vocabulary(cfg: PrepareConfig, cleaned: list[CleanedPiece], dropped: set, ch
     return resolve_vocab(cfg.vocab, texts, cfg.min_count)
 
 
-def encode_stream(tok, cleaned: list[CleanedPiece], dropped: set, which: int, dtype, progress: bool, desc: str):
+def encode_stream(tok, cleaned: list[CleanedPiece], dropped: np.ndarray, which: int, dtype, progress: bool, desc: str):
     """Every kept document's train (which=0) or val (which=1) text as token ids, each document
     followed by the end-of-text token: arrays in order, a piece (or a batch) at a time."""
     lut = char_lookup(tok, dtype)
@@ -412,7 +488,7 @@ class TokenCount:
         return ids
 
 
-def write_train(tok, cleaned: list[CleanedPiece], dropped: set, dtype, requested: int, work: Path, out: Path,
+def write_train(tok, cleaned: list[CleanedPiece], dropped: np.ndarray, dtype, requested: int, work: Path, out: Path,
                 progress: bool) -> tuple[list[dict], TokenCount, str | None]:
     """The training ids streamed into shards. With a character vocabulary the number of tokens
     is known before encoding (one per character and per document), so ids go straight into
@@ -420,8 +496,7 @@ def write_train(tok, cleaned: list[CleanedPiece], dropped: set, dtype, requested
     count = TokenCount(tok.token_to_id(specials_of(tok).unk))
     ids = (count(a) for a in encode_stream(tok, cleaned, dropped, 0, dtype, progress, "tokenize train"))
     if char_lookup(tok, dtype) is not None:
-        total = sum(doc.train[1] - doc.train[0] for f, c in enumerate(cleaned) for d, doc in enumerate(c.docs)
-                    if (f, d) not in dropped)
+        total = sum(int(np.diff(c.spans["train"][c.kept(dropped)], axis=1).sum()) for c in cleaned)
         if total == 0:
             raise CorpusError("no training text left after cleaning and deduplication")
         num_shards, capped = shard_count(requested, total)
@@ -441,7 +516,7 @@ def write_train(tok, cleaned: list[CleanedPiece], dropped: set, dtype, requested
     return shards, count, capped
 
 
-def write_val(tok, cleaned: list[CleanedPiece], dropped: set, dtype, out: Path,
+def write_val(tok, cleaned: list[CleanedPiece], dropped: np.ndarray, dtype, out: Path,
               progress: bool) -> tuple[dict | None, TokenCount]:
     count = TokenCount(tok.token_to_id(specials_of(tok).unk))
     f = HashedFile(out / "val.bin", dtype)
@@ -512,15 +587,13 @@ def prepare(cfg: PrepareConfig) -> dict:
             clock.lap("survey")
             learned, first_docs = learn_corpus(pool, sources, cfg)
             clock.lap("read + learn")
-            cleaned = clean_all(pool, sources, first_docs, cfg, work, learned, char_counts, samples)
+            spill = ReportSpill(work / "reports.pickle", len(piece_list(sources)))
+            cleaned = clean_all(pool, sources, first_docs, cfg, work, learned, char_counts, samples, spill)
             clock.lap("clean + split")
         if all(c.path is None for c in cleaned):
-            reports = file_reports(sources, cleaned, set())
-            reasons = "; ".join(f"{r.path}: {r.skipped}" for r in reports if r.skipped)
-            raise CorpusError(f"nothing usable to prepare ({reasons or 'no text'})")
-        dropped = dedup(cleaned, cfg.clean.keep_duplicates)
+            raise CorpusError(f"nothing usable to prepare ({why_nothing(file_reports(sources, cleaned, np.zeros(0, bool), spill, {}))})")
+        dropped, amend = dedup(cleaned, cfg.clean.keep_duplicates)
         clock.lap("dedup")
-        reports = file_reports(sources, cleaned, dropped)
         tok = vocabulary(cfg, cleaned, dropped, char_counts)
         clock.lap("vocab")
         dtype = token_dtype(tok.get_vocab_size())
@@ -531,41 +604,73 @@ def prepare(cfg: PrepareConfig) -> dict:
         n_train, n_val = train_count.tokens, val_count.tokens
         if capped:
             print(f"gpt2zh prepare: {capped}", file=sys.stderr)
-        kept = [c.docs[d] for f, c in enumerate(cleaned) for d in range(len(c.docs)) if (f, d) not in dropped]
-        report = summarize(reports, samples)
-        report["split"] = {
-            "val_fraction": cfg.val_fraction,
-            "train_chars": sum(doc.train_chars for doc in kept),
-            "val_chars": sum(doc.val_chars for doc in kept),
-            "boundary_breaks": sum(doc.chars - doc.train_chars - doc.val_chars for doc in kept),
-        }
-        report["tokens"] = {"train": n_train, "val": n_val, "vocab_size": tok.get_vocab_size(),
-                            "train_unknown": train_count.unknown, "val_unknown": val_count.unknown,
-                            # the same figure `gpt2zh eval --data` reports for val.bin
-                            "val_unknown_rate": val_count.unknown / n_val if n_val else None}
-        report["shards"] = {"requested": cfg.num_shards, "written": len(shards), "capped": capped}
-        report["seconds"] = round(time.time() - t0, 3)
-        report["timing"] = clock.laps   # seconds per step: where a long run spent its time
-        (tmp / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+        split = {"val_fraction": cfg.val_fraction, **split_counts(cleaned, dropped)}
+        tokens = {"train": n_train, "val": n_val, "vocab_size": tok.get_vocab_size(),
+                  "train_unknown": train_count.unknown, "val_unknown": val_count.unknown,
+                  # the same figure `gpt2zh eval --data` reports for val.bin
+                  "val_unknown_rate": val_count.unknown / n_val if n_val else None}
+        writer = ReportWriter(tmp / "report.json", samples, DETAILED_FILES)
+        sources_shown = []
+        try:
+            for r in file_reports(sources, cleaned, dropped, spill, amend):
+                writer.add(r)
+                if len(sources_shown) < DETAILED_FILES:
+                    sources_shown.append({"path": r.path, "encoding": r.encoding, "bytes": r.bytes,
+                                          "documents": r.documents, "skipped": r.skipped})
+            report = writer.finish({"split": split, "tokens": tokens,
+                                    "shards": {"requested": cfg.num_shards, "written": len(shards), "capped": capped},
+                                    "seconds": round(time.time() - t0, 3),
+                                    "timing": clock.laps})   # seconds per step: where a long run spent its time
+        except OSError as e:
+            writer.abort()
+            raise write_error(tmp / "report.json", e) from None
+        spill.close()
         write_html_report(report, tmp / "report.html", seed=cfg.report_seed)
         manifest = write_manifest(tmp, tok, dtype, shards, val, {
-            "sources": [{"path": r.path, "encoding": r.encoding, "bytes": r.bytes, "documents": r.documents,
-                         "skipped": r.skipped} for r in reports],
+            # the first DETAILED_FILES files, as in report["files"]; report.json lists every one
+            "sources": sources_shown,
             "vocab": cfg.vocab,
             "val_fraction": cfg.val_fraction,
-            "val_chars": report["split"]["val_chars"],
-            "train_chars": report["split"]["train_chars"],
+            "val_chars": split["val_chars"],
+            "train_chars": split["train_chars"],
             "cleaning": report,
         })
         shutil.rmtree(work)
     return manifest
 
 
+def split_counts(cleaned: list[CleanedPiece], dropped: np.ndarray) -> dict:
+    """Characters of the kept documents in train and val, and the paragraph breaks cut at the split."""
+    train = val = breaks = 0
+    for c in cleaned:
+        kept = c.spans[c.kept(dropped)]
+        t, v = int(text_chars(kept, "train").sum()), int(text_chars(kept, "val").sum())
+        train, val, breaks = train + t, val + v, breaks + int(kept["chars"].sum()) - t - v
+    return {"train_chars": train, "val_chars": val, "boundary_breaks": breaks}
+
+
+def why_nothing(reports, shown: int = 20) -> str:
+    """Why no file gave any text: the first `shown` reasons, and how many more."""
+    reasons, more = [], 0
+    for r in reports:
+        if r.skipped:
+            if len(reasons) < shown:
+                reasons.append(f"{r.path}: {r.skipped}")
+            else:
+                more += 1
+    return "; ".join(reasons) + (f"; and {more:,} more" if more else "") if reasons else "no text"
+
+
+PRINTED_FILES = 40   # files listed in the printed summary; report.json and report.html list the rest
+
+
 def format_report(manifest: dict) -> str:
     """The human summary printed at the end of `prepare`."""
     rep = manifest["cleaning"]
+    files, later = rep["files"], rep.get("other_files", {})
+    count = rep.get("file_count", len(files))
     lines = [f"{'file':<44} {'enc':<9} {'input':>10} {'kept':>10}  dropped by rule"]
-    for f in rep["files"]:
+    for f in files[:PRINTED_FILES]:
         name = f["path"] if len(f["path"]) <= 44 else "…" + f["path"][-43:]
         drops = ", ".join(f"{k} {v:,}" for k, v in f["dropped"].items() if v) or "-"
         if f["skipped"]:
@@ -573,22 +678,32 @@ def format_report(manifest: dict) -> str:
         lines.append(f"{name:<44} {f['encoding']:<9} {f['input_chars']:>10,} {f['kept_chars']:>10,}  {drops}")
         for d in f["duplicates"]:
             lines.append(f"    duplicate dropped: {d['doc']} ~ {d['duplicate_of']} (similarity {d['similarity']})")
+    if count > PRINTED_FILES:
+        skipped = sum(1 for f in files[PRINTED_FILES:] if f["skipped"])
+        dups = (sum(len(f["duplicates"]) for f in files[PRINTED_FILES:])
+                + later.get("counts", {}).get("duplicates", 0))
+        lines.append(f"... and {count - PRINTED_FILES:,} more files" + (f" ({dups:,} duplicates dropped)" if dups else "")
+                     + (f", {skipped:,} of the next {len(files) - PRINTED_FILES:,} skipped" if skipped else "")
+                     + ": every file in report.json, the first " + f"{len(files):,} in report.html")
     t = rep["total"]
     lines.append(f"{'total':<44} {'':<9} {t['input_chars']:>10,} {t['kept_chars']:>10,}  "
                  + ", ".join(f"{k} {v:,}" for k, v in t["dropped"].items() if v))
     lines.append("every character accounted for: " + ("yes" if rep["balanced"] else "NO (bug: please report)"))
-    flagged = sum(len(f["flagged"]) for f in rep["files"]) + len(rep.get("other_files", {}).get("flagged", []))
-    low = [d for f in rep["files"] for d in f["low_punctuation"]]
+    flagged = sum(len(f["flagged"]) for f in files) + len(later.get("flagged", []))
+    low = [d for f in files for d in f["low_punctuation"]] + later.get("low_punctuation", [])
+    n_low = len(low) - len(later.get("low_punctuation", [])) + later.get("counts", {}).get("low_punctuation", 0)
     if flagged or low:
         lines.append(f"flagged: {flagged} garbage passages dropped"
-                     + (f"; {len(low)} documents with little punctuation kept: "
+                     + (f"; {n_low} documents with little punctuation kept: "
                         + ", ".join(d["doc"] for d in low[:5]) if low else "") + " (see report.html)")
-    for f in rep["files"]:
-        u = f["unfinished"]
-        if f["kept_chars"] and u["seen"] >= 20 and u["seen"] >= UNFINISHED_WARN * u["paragraphs"]:
-            lines.append(f"{f['path']}: {u['seen']:,} of {u['paragraphs']:,} paragraphs ({u['seen'] / u['paragraphs']:.1%}) "
-                         "stop mid-sentence: text missing from this copy, or line breaks not rejoined "
-                         "(examples in report.html)")
+    warned = [(f["path"], f["unfinished"]["seen"], f["unfinished"]["paragraphs"]) for f in files
+              if unfinished_warning(f["kept_chars"], f["unfinished"])]
+    warned += [(f["path"], f["seen"], f["paragraphs"]) for f in later.get("unfinished_files", [])]
+    for path, seen, paragraphs in warned[:PRINTED_FILES]:
+        lines.append(f"{path}: {seen:,} of {paragraphs:,} paragraphs ({seen / paragraphs:.1%}) stop mid-sentence: "
+                     "text missing from this copy, or line breaks not rejoined (examples in report.html)")
+    if len(warned) > PRINTED_FILES:
+        lines.append(f"... and {len(warned) - PRINTED_FILES:,} more files that stop mid-sentence often (report.json)")
     s, tk = rep["split"], rep["tokens"]
     lines.append(f"split: {s['train_chars']:,} train / {s['val_chars']:,} val characters "
                  f"(val fraction {s['val_fraction']}, {s['boundary_breaks']} paragraph breaks at the cuts)")

@@ -214,13 +214,21 @@ def test_past_the_detailed_files_examples_are_pooled_and_every_count_kept(corpor
     pooled = prepare(PrepareConfig(inputs=[str(corpora)], out=str(tmp_path / "pooled"), progress=False))
     a, b = full["cleaning"], pooled["cleaning"]
     assert a["total"] == b["total"] and a["balanced"] and b["balanced"]
-    for fa, fb in zip(a["files"][2:], b["files"][2:]):    # counts, and how many drops each rule saw
+    # the summary (and the manifest) lists the first files; report.json every one, streamed
+    rows = {k: json.loads((tmp_path / k / "report.json").read_text(encoding="utf-8"))["files"]
+            for k in ("full", "pooled")}
+    assert len(rows["full"]) == len(rows["pooled"]) == b["file_count"] == a["file_count"] == len(a["files"]) > 2
+    assert b["files"] == rows["pooled"][:2] and len(pooled["sources"]) == 2
+    for fa, fb in zip(rows["full"][2:], rows["pooled"][2:]):    # counts, and how many drops each rule saw
         assert fa["dropped"] == fb["dropped"] and fb["samples"] and all(not s["items"] for s in fb["samples"].values())
         assert {r: s["seen"] for r, s in fa["samples"].items()} == {r: s["seen"] for r, s in fb["samples"].items()}
     other = b["other_files"]
-    assert other["files"] == len(b["files"]) - 2 and "other_files" not in a
+    assert other["files"] == b["file_count"] - 2 and "other_files" not in a
     assert sum(s["seen"] for s in other["samples"].values()) == sum(
-        s["seen"] for f in b["files"][2:] for s in f["samples"].values())
+        s["seen"] for f in rows["pooled"][2:] for s in f["samples"].values())
+    # the duplicates of the files past the first are listed there, as in the full report's rows
+    assert other["duplicates"] == [d for f in rows["full"][2:] for d in f["duplicates"]]
+    assert other["counts"]["duplicates"] == len(other["duplicates"]) > 0
     assert all(len(s["items"]) <= 8 for s in other["samples"].values())
     html = (tmp_path / "pooled" / "report.html").read_text(encoding="utf-8")
     assert f"the other {other['files']:,} files" in html or not other["unfinished"]["seen"]
@@ -228,7 +236,7 @@ def test_past_the_detailed_files_examples_are_pooled_and_every_count_kept(corpor
 
 
 def test_documents_sharing_one_whole_band_are_candidates_and_a_band_with_an_empty_bin_is_not():
-    from gpt2zh.clean.dedup import _EMPTY, BAND, BINS, Signature, candidates
+    from gpt2zh.clean.dedup import _EMPTY, BAND, BINS, Signature, SignatureTable, candidates
 
     rng = np.random.default_rng(7)
     base = rng.integers(0, 2**57, BINS, dtype=np.uint64)
@@ -243,5 +251,5 @@ def test_documents_sharing_one_whole_band_are_candidates_and_a_band_with_an_empt
     mins = [base, unlike[2], one_band, holed, base_holed]
     sigs = [Signature(f"d{i}", 100, str(i), m, 0.1) for i, m in enumerate(mins)]
     sigs.append(Signature("short", 10, "s", None, 0.1))         # compared whole, never banded
-    pairs = {(a, b) for g in candidates(sigs) for k, a in enumerate(g) for b in g[k + 1:]}
+    pairs = {(a, b) for g in candidates(SignatureTable.of(sigs)) for k, a in enumerate(g) for b in g[k + 1:]}
     assert pairs == {(0, 2), (0, 4), (2, 4)}    # 2 and 4 meet in band 5; 3 and 4 share only the holed band

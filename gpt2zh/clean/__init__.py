@@ -21,7 +21,7 @@ from dataclasses import field, make_dataclass
 
 from .base import CJK_RE, RULES, Doc, Rule, cut_pattern, register  # noqa: F401
 from ..decode import BinaryFileError, CorpusError, decode_bytes, find_inputs, read_documents, read_text_file  # noqa: F401
-from .report import FileReport, summarize  # noqa: F401
+from .report import FileReport  # noqa: F401
 
 for _m in pkgutil.iter_modules(__path__):
     if _m.name not in ("base", "report", "dedup", "html_report"):

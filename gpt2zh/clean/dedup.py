@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -87,44 +88,86 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a == b) & filled).sum() / max(1, filled.sum()))
 
 
-def band_keys(sigs: list[Signature]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indices of the signatures with a minhash, a 64-bit key per band of each, whether the
-    band is full). Keys in one array, 288 bytes a document: a dict of band bytes to documents
-    cost ~11 kB a document, the largest thing `prepare` held per document of a big corpus."""
-    idx = np.array([i for i, s in enumerate(sigs) if s.minhash is not None], dtype=np.int64)
-    bands = BINS // BAND
-    keys = np.zeros((len(idx), bands), dtype=np.uint64)
-    full = np.zeros((len(idx), bands), dtype=bool)
+BANDS = BINS // BAND
+
+# What deduplication reads of every document, one row each (361 bytes; the minhash itself,
+# 1 kB, is read only for candidate pairs): `prepare` keeps these for a whole corpus.
+FACTS = np.dtype([("hanzi", "i8"), ("punct_rate", "f8"), ("exact", "u8", 2), ("keys", "u8", BANDS),
+                  ("full", "?", BANDS), ("has_minhash", "?")])
+
+
+def band_keys(minhash: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a 64-bit key per band, whether the band is full: no empty bin) of one signature."""
+    v = minhash.reshape(BANDS, BAND)
     with np.errstate(over="ignore"):
-        for r, i in enumerate(idx):
-            v = sigs[i].minhash.reshape(bands, BAND)
-            full[r] = (v != _EMPTY).all(axis=1)
-            k = _mix(v[:, 0])
-            for c in range(1, BAND):
-                k = _mix(k * np.uint64(0x100000001B3) + v[:, c])
-            keys[r] = k
-    return idx, keys, full
+        k = _mix(v[:, 0])
+        for c in range(1, BAND):
+            k = _mix(k * np.uint64(0x100000001B3) + v[:, c])
+    return k, (v != _EMPTY).all(axis=1)
 
 
-def candidates(sigs: list[Signature]):
-    """Lists of signature indices (ascending, two or more) whose minhash agrees on a whole band,
-    band by band. Two different bands hashed alike (one chance in 2**64) only add a pair that
-    the similarity check then judges."""
-    idx, keys, full = band_keys(sigs)
-    for b in range(keys.shape[1]):
-        docs, ks = idx[full[:, b]], keys[full[:, b], b]
-        order = np.argsort(ks, kind="stable")   # equal keys stay in index order
-        ks, docs = ks[order], docs[order]
-        starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
-        ends = np.r_[starts[1:], len(ks)]
-        for a, e in zip(starts, ends):
-            if e - a > 1:
-                yield docs[a:e].tolist()
+def facts(sig: Signature) -> np.ndarray:
+    """The FACTS row of one signature."""
+    row = np.zeros((), dtype=FACTS)
+    row["hanzi"], row["punct_rate"] = sig.hanzi, sig.punct_rate
+    row["exact"] = np.frombuffer(hashlib.blake2b(sig.exact.encode(), digest_size=16).digest(), dtype=np.uint64)
+    if sig.minhash is not None:
+        row["keys"], row["full"] = band_keys(sig.minhash)
+        row["has_minhash"] = True
+    return row
 
 
-def find_duplicates(sigs: list[Signature], threshold: float = THRESHOLD) -> dict[int, tuple[int, float]]:
+class SignatureTable:
+    """Every document's FACTS in one array, and a way to read a document's minhash (from
+    memory, or from where `prepare` left it on disk) for the pairs worth comparing."""
+
+    def __init__(self, rows: np.ndarray, minhash: Callable[[int], np.ndarray]):
+        self.rows, self.minhash = rows, minhash
+
+    @classmethod
+    def of(cls, sigs: list[Signature]) -> "SignatureTable":
+        rows = np.zeros(len(sigs), dtype=FACTS)
+        for i, s in enumerate(sigs):
+            rows[i] = facts(s)
+        return cls(rows, lambda i: sigs[i].minhash)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _runs(values: np.ndarray):
+    """Index lists (ascending, two or more) of equal rows of `values` (n,) or (n, k)."""
+    if len(values) < 2:
+        return
+    cols = values.reshape(len(values), -1)
+    order = np.lexsort(cols.T[::-1])   # stable: equal rows stay in index order
+    ordered = cols[order]
+    starts = np.flatnonzero(np.r_[True, (ordered[1:] != ordered[:-1]).any(axis=1)])
+    ends = np.r_[starts[1:], len(values)]
+    for a, e in zip(starts, ends):
+        if e - a > 1:
+            yield order[a:e]
+
+
+def candidates(table: SignatureTable):
+    """Lists of document indices (ascending, two or more) whose minhash agrees on a whole band,
+    band by band. Keys in one array, 288 bytes a document (a dict of band bytes to documents
+    cost ~11 kB a document, the largest thing `prepare` held per document of a big corpus);
+    two different bands hashed alike (one chance in 2**64) only add a pair that the similarity
+    check then judges."""
+    rows = table.rows
+    for b in range(BANDS):
+        docs = np.flatnonzero(rows["full"][:, b])
+        for run in _runs(rows["keys"][docs, b]):
+            yield docs[run].tolist()
+
+
+def find_duplicates(sigs: list[Signature] | SignatureTable,
+                    threshold: float = THRESHOLD) -> dict[int, tuple[int, float]]:
     """{index of a dropped document: (index of the one kept, similarity)}."""
-    parent = list(range(len(sigs)))
+    table = sigs if isinstance(sigs, SignatureTable) else SignatureTable.of(sigs)
+    rows = table.rows
+    parent = list(range(len(table)))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -140,55 +183,54 @@ def find_duplicates(sigs: list[Signature], threshold: float = THRESHOLD) -> dict
             parent[max(ri, rj)] = min(ri, rj)
         sim_to[(i, j)] = sim_to[(j, i)] = sim
 
-    exact: dict[str, int] = {}
-    for i, s in enumerate(sigs):
-        if s.hanzi == 0:
-            continue
-        if s.exact in exact:
-            union(exact[s.exact], i, 1.0)
-        else:
-            exact[s.exact] = i
+    # the same hanzi in the same order (a 128-bit digest of the exact digest): each copy joins the first
+    some = np.flatnonzero(rows["hanzi"] > 0)
+    for run in _runs(rows["exact"][some]):
+        first, *rest = some[run].tolist()
+        for i in rest:
+            union(first, i, 1.0)
     checked = set()
-    for members in candidates(sigs):
+    for members in candidates(table):
         for x in range(len(members)):
             for y in range(x + 1, len(members)):
                 i, j = members[x], members[y]
                 if (i, j) in checked:
                     continue
                 checked.add((i, j))
-                sim = similarity(sigs[i].minhash, sigs[j].minhash)
+                sim = similarity(table.minhash(i), table.minhash(j))
                 if sim >= threshold:
                     union(i, j, sim)
     groups: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(sigs)):
+    for i in sorted({i for pair in sim_to for i in pair}):   # (only documents that met another)
         groups[root(i)].append(i)
     dropped = {}
+    hanzi, has_minhash = rows["hanzi"], rows["has_minhash"]
     for members in groups.values():
         if len(members) < 2:
             continue
-        keep = max(members, key=lambda i: (sigs[i].hanzi, -i))   # the fullest edition, the first on a tie
+        keep = max(members, key=lambda i: (int(hanzi[i]), -i))   # the fullest edition, the first on a tie
         for i in members:
             if i != keep:
                 sim = sim_to.get((i, keep))
-                if sim is None and sigs[i].minhash is not None and sigs[keep].minhash is not None:
-                    sim = similarity(sigs[i].minhash, sigs[keep].minhash)
+                if sim is None and has_minhash[i] and has_minhash[keep]:
+                    sim = similarity(table.minhash(i), table.minhash(keep))
                 dropped[i] = (keep, round(sim if sim is not None else 1.0, 3))
     return dropped
 
 
-def low_punctuation(sigs: list[Signature], skip: set[int]) -> dict[int, tuple[float, float]]:
+def low_punctuation(sigs: list[Signature] | SignatureTable, skip: set[int]) -> dict[int, tuple[float, float]]:
     """{index: (its punctuation rate, the corpus's)} for documents punctuated far less than
     the rest (a copy with its punctuation stripped trains a model to write without it)."""
-    rates = [(s.punct_rate, s.hanzi) for i, s in enumerate(sigs) if i not in skip and s.hanzi >= MIN_PUNCT_CHARS]
-    if not rates:
+    rows = (sigs if isinstance(sigs, SignatureTable) else SignatureTable.of(sigs)).rows
+    considered = rows["hanzi"] >= MIN_PUNCT_CHARS
+    if skip:
+        considered[np.fromiter(skip, dtype=np.int64)] = False
+    if not considered.any():
         return {}
     # the corpus's rate: a hanzi-weighted median, so one odd document cannot move it
-    rates.sort()
-    half, acc, corpus = sum(n for _, n in rates) / 2, 0, rates[-1][0]
-    for r, n in rates:
-        acc += n
-        if acc >= half:
-            corpus = r
-            break
-    return {i: (round(s.punct_rate, 4), round(corpus, 4)) for i, s in enumerate(sigs)
-            if i not in skip and s.hanzi >= MIN_PUNCT_CHARS and s.punct_rate < LOW_PUNCT * corpus}
+    rate, n = rows["punct_rate"][considered], rows["hanzi"][considered]
+    order = np.lexsort((n, rate))            # by rate, then hanzi (as sorting the (rate, hanzi) pairs did)
+    acc = np.cumsum(n[order])
+    corpus = float(rate[order][np.searchsorted(acc, n.sum() / 2)])
+    low = np.flatnonzero(considered & (rows["punct_rate"] < LOW_PUNCT * corpus))
+    return {int(i): (round(float(rows["punct_rate"][i]), 4), round(corpus, 4)) for i in low}

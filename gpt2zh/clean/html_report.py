@@ -58,6 +58,12 @@ def _help(rule: str) -> str:
     return BUILTIN_HELP.get(rule, "")
 
 
+def _count(listed: list, other: dict, key: str) -> str:
+    """How many there are, and how many of them are listed when the files past the first are capped."""
+    n = len(listed) - len(other.get(key, [])) + other.get("counts", {}).get(key, 0)
+    return f"{n:,}" if n == len(listed) else f"{n:,}; {len(listed):,} listed, every one in report.json"
+
+
 def render(report: dict, seed: int = 0) -> str:
     rng = random.Random(seed)
     files, total = report["files"], report["total"]
@@ -68,8 +74,9 @@ def render(report: dict, seed: int = 0) -> str:
     balanced = report.get("balanced")
     tk = report.get("tokens", {})
     rate = tk.get("val_unknown_rate")
+    count = report.get("file_count", len(files))
     out.append(
-        f"<p>{len(files)} files, {total['bytes']:,} bytes, {total['input_chars']:,} characters in; "
+        f"<p>{count:,} files, {total['bytes']:,} bytes, {total['input_chars']:,} characters in; "
         f"<b>{total['kept_chars']:,}</b> kept ({total['kept_chars'] / max(1, total['input_chars']):.2%}), "
         f"{sum(total['dropped'].values()):,} dropped. Every character accounted for: "
         + ('<span class="ok">yes</span>' if balanced else '<span class="bad">NO</span>') + ".")
@@ -80,9 +87,9 @@ def render(report: dict, seed: int = 0) -> str:
     out.append("</p>")
 
     # -- files
-    rules = sorted({r for f in files for r in f["dropped"] if f["dropped"][r]},
-                   key=lambda r: -total["dropped"].get(r, 0))
-    out.append("<h2>Files</h2><table><tr><th>file</th><th>encoding</th><th>docs</th><th>input</th><th>kept</th>"
+    rules = sorted((r for r, n in total["dropped"].items() if n), key=lambda r: -total["dropped"][r])
+    out.append("<h2>Files</h2>" + (f"<p class=muted>The first {len(files):,} of {count:,}; report.json lists "
+                                   "every file.</p>" if count > len(files) else "") + "<table><tr><th>file</th><th>encoding</th><th>docs</th><th>input</th><th>kept</th>"
                "<th>dropped by rule</th><th>paragraphs</th></tr>")
     for f in files:
         drops = ", ".join(f"{r} {f['dropped'][r]:,}" for r in rules if f["dropped"].get(r)) or "—"
@@ -106,7 +113,7 @@ def render(report: dict, seed: int = 0) -> str:
     out.append("<h2>What each rule dropped</h2><p class=muted>A random sample of each rule's drops (seed "
                f"{seed}), in context; the dropped part is <mark>marked</mark>, ⏎ is a line break.</p>")
     for rule in rules:
-        seen = sum(f["samples"].get(rule, {}).get("seen", 0) for f in files)
+        seen = report.get("samples", {}).get(rule, {}).get("seen", 0)
         out.append(f"<h3>{html.escape(rule)} — {total['dropped'][rule]:,} characters"
                    + (f" in {seen:,} drops" if seen else "") + "</h3>"
                    f"<p class=muted>{html.escape(_help(rule))}</p>")
@@ -140,15 +147,15 @@ def render(report: dict, seed: int = 0) -> str:
                        f"({u['seen'] / max(1, u['paragraphs']):.1%})</h3>")
             out += [f'<div class="sample"><span class="ctx">{_e(a)}</span><b class=stop>⏎</b>'
                     f'<span class="ctx">{_e(c)}</span></div>' for a, _, c in u["items"]]
-    dups = [d for f in files for d in f.get("duplicates", [])]
-    out.append(f"<h2>Duplicates dropped ({len(dups)})</h2>")
+    dups = [d for f in files for d in f.get("duplicates", [])] + other.get("duplicates", [])
+    out.append(f"<h2>Duplicates dropped ({_count(dups, other, 'duplicates')})</h2>")
     if dups:
         out.append("<table><tr><th>dropped</th><th>near duplicate of (kept)</th><th>similarity</th><th>characters</th></tr>")
         out += [f"<tr><td>{html.escape(d['doc'])}</td><td>{html.escape(d['duplicate_of'])}</td>"
                 f"<td class=n>{d['similarity']:.3f}</td><td class=n>{d['chars']:,}</td></tr>" for d in dups]
         out.append("</table>")
-    low = [d for f in files for d in f.get("low_punctuation", [])]
-    out.append(f"<h2>Documents with little punctuation ({len(low)})</h2>")
+    low = [d for f in files for d in f.get("low_punctuation", [])] + other.get("low_punctuation", [])
+    out.append(f"<h2>Documents with little punctuation ({_count(low, other, 'low_punctuation')})</h2>")
     if low:
         out.append("<p class=muted>Kept, but punctuated far less than the rest of the corpus (a copy with its "
                    "punctuation stripped?).</p><table><tr><th>document</th><th>punctuation per hanzi</th>"

@@ -10,10 +10,16 @@ its drops with the text around them, so that a person can check its precision
 """
 from __future__ import annotations
 
+import json
+import pickle
 import random
+import textwrap
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 SAMPLES_PER_RULE = 8       # kept per file and rule (reservoir sampling)
 CONTEXT = 40               # characters of context on each side of a sampled drop
@@ -181,24 +187,96 @@ class SamplePool:
         return {"files": self.files, "samples": r.samples, "flagged": r.flagged, "unfinished": r.unfinished}
 
 
-def summarize(reports: list[FileReport], pool: SamplePool | None = None) -> dict:
-    """The cleaning part of report.json: every file, the total, and whether all balance (and,
-    past DETAILED_FILES files, the other files' pooled samples)."""
-    total = FileReport(path="(all files)")
-    for r in reports:
-        total.merge(r)
-    if pool is not None and pool.files:
-        for rule, theirs in pool.report.samples.items():   # the pooled examples, weighted by their own drops
-            mine = total.samples.setdefault(rule, {"seen": 0, "items": []})
-            detailed = {"seen": mine["seen"] - theirs["seen"], "items": mine["items"]}
-            mine["items"] = merge_samples(detailed, theirs, total._rng())
-    skip = ("path", "encoding", "samples", "flagged", "duplicates", "low_punctuation", "skipped", "unfinished")
-    out = {
-        "files": [r.to_dict() for r in reports],
-        "total": {k: v for k, v in total.to_dict().items() if k not in skip},
-        "samples": total.samples,
-        "balanced": all(r.balanced() for r in reports),
-    }
-    if pool is not None and pool.files:
-        out["other_files"] = pool.to_dict()
-    return out
+class ReportSpill:
+    """Each piece's report written to one work-directory file as it arrives, and read back
+    when the reports are written, one file's pieces at a time: the parent process holds two
+    numbers per piece instead of a report per file."""
+
+    def __init__(self, path: Path, pieces: int):
+        self.path = path
+        self.spans = np.zeros((pieces, 2), dtype=np.int64)   # (offset, length) of each piece's pickle
+        self._f = open(path, "w+b")
+        self._end = 0
+
+    def put(self, piece: int, report: FileReport) -> None:
+        data = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
+        self._f.seek(self._end)
+        self._f.write(data)
+        self.spans[piece] = self._end, len(data)
+        self._end += len(data)
+
+    def get(self, piece: int) -> FileReport:
+        start, n = self.spans[piece]
+        self._f.seek(int(start))
+        return pickle.loads(self._f.read(int(n)))
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _json_body(d: dict, depth: int) -> str:
+    """`json.dumps(d, indent=1)` as it reads nested `depth` levels down."""
+    return textwrap.indent(json.dumps(d, ensure_ascii=False, indent=1), " " * depth)
+
+
+class ReportWriter:
+    """The cleaning part of report.json, written as the file reports come (one in memory at a
+    time; the same text `json.dumps(..., indent=1)` gives), with their total and whether
+    every file balances. What report.html, the manifest and the printed summary show is kept,
+    bounded: the first `detailed` files' rows, and of the files after them, the duplicates,
+    unpunctuated documents and mid-sentence warnings, up to `detailed` of each."""
+
+    def __init__(self, path: Path, pool: SamplePool, detailed: int = DETAILED_FILES):
+        self.path, self.pool, self.detailed = path, pool, detailed
+        self.total = FileReport(path="(all files)")
+        self.balanced, self.count = True, 0
+        self.rows: list[dict] = []                        # the first `detailed` files
+        self.later = {"duplicates": [], "low_punctuation": [], "unfinished_files": []}
+        self.later_counts = dict.fromkeys(self.later, 0)
+        self._f = open(path, "w", encoding="utf-8")
+        self._f.write('{\n "files": [')
+
+    def add(self, r: FileReport) -> None:
+        row = r.to_dict()
+        self._f.write(("," if self.count else "") + "\n" + _json_body(row, 2))
+        self.count += 1
+        self.total.merge(r)
+        self.balanced &= r.balanced()
+        if len(self.rows) < self.detailed:
+            self.rows.append(row)
+            return
+        u = r.unfinished
+        late = {"duplicates": r.duplicates, "low_punctuation": r.low_punctuation,
+                "unfinished_files": [{"path": r.path, "paragraphs": u["paragraphs"], "seen": u["seen"]}]
+                if unfinished_warning(r.kept_chars, u) else []}
+        for k, items in late.items():
+            self.later_counts[k] += len(items)
+            self.later[k] += items[: max(0, self.detailed - len(self.later[k]))]
+
+    def finish(self, extra: dict) -> dict:
+        """Close report.json with the total and `extra` (split, tokens, timing, ...); return the
+        summary: what report.json holds, with the first files' rows only."""
+        total = self.total
+        if self.pool.files:
+            for rule, theirs in self.pool.report.samples.items():   # the pooled examples, weighted by their drops
+                mine = total.samples.setdefault(rule, {"seen": 0, "items": []})
+                detailed = {"seen": mine["seen"] - theirs["seen"], "items": mine["items"]}
+                mine["items"] = merge_samples(detailed, theirs, total._rng())
+        skip = ("path", "encoding", "samples", "flagged", "duplicates", "low_punctuation", "skipped", "unfinished")
+        rest = {"total": {k: v for k, v in total.to_dict().items() if k not in skip},
+                "samples": total.samples, "balanced": self.balanced}
+        if self.pool.files:
+            rest["other_files"] = {**self.pool.to_dict(), **self.later, "counts": self.later_counts}
+        rest.update(extra)
+        body = _json_body(rest, 0)
+        self._f.write(("\n ],\n" if self.count else "],\n") + body[2:])   # (the rest's own "{\n" dropped)
+        self._f.close()
+        return {"files": self.rows, "file_count": self.count, **rest}
+
+    def abort(self) -> None:
+        self._f.close()
+
+
+def unfinished_warning(kept_chars: int, u: dict) -> bool:
+    """Whether a file stops mid-sentence often enough to warn about (text missing, or breaks not rejoined)."""
+    return bool(kept_chars) and u["seen"] >= 20 and u["seen"] >= UNFINISHED_WARN * u["paragraphs"]

@@ -65,6 +65,9 @@ def add_prepare(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing shard set in --out")
     p.add_argument("--replace-bad-bytes", action="store_true",
                    help="replace undecodable bytes (and count them) instead of stopping with an error")
+    p.add_argument("--skip-bad-lines", action="store_true",
+                   help="in .jsonl input, skip a line that is not JSON or holds no \"text\" string (counted as "
+                        "bad_json_lines in the report, the first few shown) instead of stopping at it")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="processes that read and clean (default: every core, %(default)s here); a file "
                         "larger than 16 MB is cleaned in pieces, so one big file uses them all too")
@@ -97,7 +100,8 @@ def run_prepare(args) -> int:
     if not inputs:
         raise UserError("no INPUT given (name files or directories, or pass --default-corpus)")
     opts = CleanOptions(**{r: getattr(args, r) for r in CleanOptions.rule_names()},
-                        garbage_scope=args.garbage_scope, keep_duplicates=args.keep_duplicates)
+                        garbage_scope=args.garbage_scope, keep_duplicates=args.keep_duplicates,
+                        skip_bad_lines=args.skip_bad_lines)
     cfg = PrepareConfig(inputs=inputs, out=args.out, vocab=args.vocab, min_count=args.min_count,
                         num_shards=args.num_shards, val_fraction=args.val_fraction, clean=opts,
                         replace_bad_bytes=args.replace_bad_bytes, overwrite=args.overwrite,

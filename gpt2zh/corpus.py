@@ -10,7 +10,9 @@ from typing import Iterable, Iterator
 
 from .clean import (RULE_HELP, BinaryFileError, CleanOptions, CorpusError, FileReport, clean_text, decode_bytes,  # noqa: F401
                     find_inputs, has_cjk, learn, normalize_line_ends, read_documents, scan)
-from .decode import Piece, read_piece
+from .decode import BadLines, Piece, read_piece
+
+BAD_LINES = "bad_json_lines"   # the report's name for JSON lines skipped under --skip-bad-lines
 
 
 @dataclass
@@ -19,26 +21,45 @@ class Document:
     text: str
 
 
-def raw_documents(path: Path, replace_bad_bytes: bool = False) -> tuple[FileReport, list[str]]:
+def raw_documents(path: Path, replace_bad_bytes: bool = False,
+                  skip_bad_lines: bool = False) -> tuple[FileReport, list[str]]:
     """The file's documents as decoded, and a report that knows its encoding and size
     (or why it was skipped)."""
+    bad_lines = BadLines() if skip_bad_lines else None
     try:
-        raw, enc, nbytes, bad = read_documents(path, replace_bad_bytes)
+        raw, enc, nbytes, bad = read_documents(path, replace_bad_bytes, bad_lines)
     except BinaryFileError as e:
         return FileReport(path=str(path), bytes=path.stat().st_size, skipped=str(e).split(": ", 1)[1]), []
     report = FileReport(path=str(path), encoding=enc, bytes=nbytes, bad_bytes_replaced=bad)
+    count_bad_lines(report, bad_lines)
     if not raw:
-        report.skipped = "empty file"
+        report.skipped = "no JSON line holds a document" if bad_lines and bad_lines.lines else "empty file"
     return report, raw
 
 
-def piece_documents(piece: Piece, replace_bad_bytes: bool = False) -> tuple[FileReport, list[str]]:
+def piece_documents(piece: Piece, replace_bad_bytes: bool = False,
+                    skip_bad_lines: bool = False) -> tuple[FileReport, list[str]]:
     """The raw documents of one piece (a whole file, or a piece of a large one) and a report
     for them (a large file's encoding and size go on its first piece's report, by the caller)."""
     if piece.whole:
-        return raw_documents(Path(piece.path), replace_bad_bytes)
-    raw, bad = read_piece(piece, replace_bad_bytes)
-    return FileReport(path=piece.path, bad_bytes_replaced=bad), raw
+        return raw_documents(Path(piece.path), replace_bad_bytes, skip_bad_lines)
+    bad_lines = BadLines() if skip_bad_lines else None
+    raw, bad = read_piece(piece, replace_bad_bytes, bad_lines)
+    report = FileReport(path=piece.path, bad_bytes_replaced=bad)
+    count_bad_lines(report, bad_lines)
+    return report, raw
+
+
+def count_bad_lines(report: FileReport, bad_lines: BadLines | None) -> None:
+    """Skipped JSON lines are input dropped under their own name, with the first few shown."""
+    if not bad_lines or not bad_lines.lines:
+        return
+    report.input_chars += bad_lines.chars
+    shown = 0
+    for lineno, line, why in bad_lines.samples:
+        report.add_drop(BAD_LINES, line, before=f"line {lineno:,}: ", after=f"  ({why})")
+        shown += len(line)
+    report.add_drops(BAD_LINES, bad_lines.chars - shown, bad_lines.lines - len(bad_lines.samples))
 
 
 def _scan(raw: list[str], opts: CleanOptions) -> dict:
@@ -47,13 +68,13 @@ def _scan(raw: list[str], opts: CleanOptions) -> dict:
 
 def scan_file(path: Path, opts: CleanOptions, replace_bad_bytes: bool = False) -> tuple[dict, int]:
     """(what corpus-level rules learn from this file, its number of documents)."""
-    _, raw = raw_documents(path, replace_bad_bytes)
+    _, raw = raw_documents(path, replace_bad_bytes, opts.skip_bad_lines)
     return _scan(raw, opts), len(raw)
 
 
 def scan_piece(piece: Piece, opts: CleanOptions, replace_bad_bytes: bool = False) -> tuple[dict, int]:
     """(what corpus-level rules learn from this piece, its number of documents)."""
-    _, raw = piece_documents(piece, replace_bad_bytes)
+    _, raw = piece_documents(piece, replace_bad_bytes, opts.skip_bad_lines)
     return _scan(raw, opts), len(raw)
 
 
@@ -83,7 +104,7 @@ def clean_file(path: Path, opts: CleanOptions, replace_bad_bytes: bool = False,
                learned: dict | None = None) -> tuple[FileReport, list[Document]]:
     """Clean every document of one file. Without `learned` (knowledge from the whole
     corpus), the corpus-level rules learn from this file alone."""
-    report, raw = raw_documents(path, replace_bad_bytes)
+    report, raw = raw_documents(path, replace_bad_bytes, opts.skip_bad_lines)
     if not raw:
         return report, []
     if learned is None:
@@ -101,7 +122,7 @@ def clean_piece(piece: Piece, opts: CleanOptions, replace_bad_bytes: bool, learn
     documents are named by their place in the file (`first_doc` is the piece's first)."""
     if piece.whole:
         return clean_file(Path(piece.path), opts, replace_bad_bytes, learned)
-    report, raw = piece_documents(piece, replace_bad_bytes)
+    report, raw = piece_documents(piece, replace_bad_bytes, opts.skip_bad_lines)
     names = [f"{piece.path}[{first_doc + i}]" for i in range(len(raw))]
     return report, clean_documents(raw, names, report, opts, learned or {})
 

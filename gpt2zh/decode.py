@@ -113,8 +113,26 @@ def read_text_file(path: str | Path, name: str | None = None) -> str:
     return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_documents(path: Path, replace_bad_bytes: bool = False) -> tuple[list[str], str, int, int]:
-    """Return (raw documents, encoding, bytes, bad bytes replaced) for one input file."""
+class BadLines:
+    """The lines of a JSON-lines file that hold no document (not JSON, or no "text" string),
+    skipped under --skip-bad-lines: how many, their characters, and the first few."""
+    SHOWN = 8
+
+    def __init__(self):
+        self.lines, self.chars, self.samples = 0, 0, []   # samples: (line number, the line, why)
+
+    def add(self, lineno: int, line: str, why: str) -> None:
+        self.lines += 1
+        self.chars += len(line)
+        if len(self.samples) < self.SHOWN:
+            self.samples.append((lineno, line, why))
+
+
+def read_documents(path: Path, replace_bad_bytes: bool = False,
+                   bad_lines: BadLines | None = None) -> tuple[list[str], str, int, int]:
+    """Return (raw documents, encoding, bytes, bad bytes replaced) for one input file. A JSON
+    line that holds no document stops with its file and line, or, given `bad_lines`, is
+    skipped and counted there."""
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -126,7 +144,7 @@ def read_documents(path: Path, replace_bad_bytes: bool = False) -> tuple[list[st
     if suffix == ".json":
         docs = _json_documents(path, text)
     elif suffix == ".jsonl":
-        docs = _jsonl_documents(path, text.lstrip("\ufeff"))
+        docs = _jsonl_documents(path, text.lstrip("\ufeff"), bad_lines=bad_lines)
     else:
         docs = [text]
     return docs, enc, len(data), bad
@@ -160,30 +178,49 @@ def _json_documents(path: Path, text: str) -> list[str]:
     return obj
 
 
-def _jsonl_documents(path: Path, text: str, first_line: int = 1) -> list[str]:
+def _jsonl_documents(path: Path, text: str, first_line: int = 1, bad_lines: BadLines | None = None) -> list[str]:
     # Lines end at "\n" only: JSON allows a raw U+2028 or \x85 inside a string, and
     # str.splitlines() would cut the line there. (A file with old Mac line ends has no "\n".)
     if "\n" not in text:
         text = text.replace("\r", "\n")
-    return [_jsonl_item(path, i, line) for i, line in enumerate(text.split("\n"), first_line)
-            if line.strip()]
+    docs = []
+    for i, line in enumerate(text.split("\n"), first_line):
+        if not line.strip():
+            continue
+        try:
+            docs.append(_jsonl_item(path, i, line))
+        except BadLine as e:
+            if bad_lines is None:
+                raise CorpusError(str(e)) from None
+            bad_lines.add(i, line, e.why)
+    return docs
+
+
+class BadLine(ValueError):
+    """A JSON line that holds no document."""
+
+    def __init__(self, message: str, why: str):
+        super().__init__(message)
+        self.why = why
 
 
 def _jsonl_item(path: Path, lineno: int, line: str) -> str:
+    skip = " (or skip such lines with --skip-bad-lines)"
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as e:
-        raise CorpusError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
+        raise BadLine(f"{path}:{lineno}: invalid JSON: {e.msg}{skip}", f"invalid JSON: {e.msg}") from None
     if isinstance(obj, dict) and isinstance(obj.get("text"), str):
         text = obj["text"]
     elif isinstance(obj, str):
         text = obj
     else:
-        raise CorpusError(f'{path}:{lineno}: expected a string or an object with a "text" string')
+        raise BadLine(f'{path}:{lineno}: expected a string or an object with a "text" string{skip}',
+                      'not a string or an object with a "text" string')
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise _lone_surrogate(path, line, lineno) from None
+        raise BadLine(str(_lone_surrogate(path, line, lineno)) + skip, "an escaped lone surrogate") from None
     return text
 
 
@@ -377,7 +414,8 @@ def _count(f, start: int, end: int, newline: bytes, unit: int) -> int:
     return n
 
 
-def read_piece(piece: Piece, replace_bad_bytes: bool = False) -> tuple[list[str], int]:
+def read_piece(piece: Piece, replace_bad_bytes: bool = False,
+               bad_lines: BadLines | None = None) -> tuple[list[str], int]:
     """(raw documents, bad bytes replaced) of one piece of a large file."""
     path = Path(piece.path)
     try:
@@ -395,5 +433,6 @@ def read_piece(piece: Piece, replace_bad_bytes: bool = False) -> tuple[list[str]
         bad = text.count("\ufffd") - data.count("\ufffd".encode(piece.codec))   # (not the file's own U+FFFD)
     del data
     if path.suffix.lower() == ".jsonl":
-        return _jsonl_documents(path, text.lstrip("\ufeff") if piece.number == 0 else text, piece.first_line), bad
+        text = text.lstrip("\ufeff") if piece.number == 0 else text
+        return _jsonl_documents(path, text, piece.first_line, bad_lines), bad
     return ([text] if text.strip() else []), bad

@@ -33,7 +33,7 @@ import numpy as np
 from .clean import Learner, merge_pieces
 from .clean.dedup import BINS, FACTS, SignatureTable, facts, find_duplicates, low_punctuation, signature
 from .clean.report import DETAILED_FILES, ReportSpill, ReportWriter, SamplePool, unfinished_warning
-from .corpus import CleanOptions, CorpusError, FileReport, clean_piece, find_inputs, scan_piece, split_document, why_empty
+from .corpus import BAD_LINES, CleanOptions, CorpusError, FileReport, clean_piece, find_inputs, scan_piece, split_document, why_empty
 from .decode import Piece, Source, read_whole, survey
 from .locks import DirLock
 from .shards import (HashedFile, ShardWriter, atomic_output_dir, encode_documents, shard_file, token_dtype,
@@ -346,7 +346,7 @@ def file_reports(sources: list[Source], cleaned: list[CleanedPiece], dropped: np
         if source.encoding:   # read in pieces
             r.encoding, r.bytes = source.encoding, source.size
             if not r.documents:
-                r.skipped = "empty file"
+                r.skipped = "no JSON line holds a document" if r.dropped.get(BAD_LINES) else "empty file"
             elif not any_docs:
                 r.skipped = why_empty(r)
         if r.skipped is None and not kept:

@@ -253,3 +253,36 @@ def test_documents_sharing_one_whole_band_are_candidates_and_a_band_with_an_empt
     sigs.append(Signature("short", 10, "s", None, 0.1))         # compared whole, never banded
     pairs = {(a, b) for g in candidates(SignatureTable.of(sigs)) for k, a in enumerate(g) for b in g[k + 1:]}
     assert pairs == {(0, 2), (0, 4), (2, 4)}    # 2 and 4 meet in band 5; 3 and 4 share only the holed band
+
+
+@pytest.mark.parametrize("piece_bytes", [None, 1 << 16])   # read whole, and in pieces
+def test_skip_bad_lines_counts_the_lines_that_hold_no_document(corpora, tmp_path, piece_bytes):
+    text = (corpora / "shuihuzhuan.txt").read_text(encoding="utf-8", errors="replace")
+    good = [json.dumps({"text": text[i:i + 3000]}, ensure_ascii=False) for i in range(0, 120_000, 3000)]
+    bad = ['{"text": "宋江听罢，', '{"title": "第一回"}', '{"text": "\\ud800 半个"}', "[1, 2"]
+    lines = good[:10] + bad[:2] + good[10:30] + bad[2:] + good[30:]
+    src = tmp_path / "web.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    extra = {} if piece_bytes is None else {"piece_bytes": piece_bytes}
+    # (in pieces, the piece that fails first names its line: 11 or 33)
+    with pytest.raises(CorpusError, match=r"web.jsonl:(11: invalid JSON|33: an escaped lone).*--skip-bad-lines"):
+        prepare(PrepareConfig(inputs=[str(src)], out=str(tmp_path / "strict"), progress=False, **extra))
+    m = prepare(PrepareConfig(inputs=[str(src)], out=str(tmp_path / "out"), progress=False,
+                              clean=CleanOptions(skip_bad_lines=True), **extra))
+    rep = m["cleaning"]
+    f = rep["files"][0]
+    assert f["dropped"]["bad_json_lines"] == sum(len(b) for b in bad) and rep["balanced"]
+    assert f["documents"] == len(good) and not f["skipped"]
+    shown = f["samples"]["bad_json_lines"]
+    assert shown["seen"] == 4 and {it[0].rstrip(": ") for it in shown["items"]} == {"line 11", "line 12", "line 33",
+                                                                                       "line 34"}
+    assert "bad_json_lines" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_jsonl_of_bad_lines_only_is_skipped_and_says_why(tmp_path):
+    src = tmp_path / "broken.jsonl"
+    src.write_text('{"text": "宋江\n{"title": 1}\n', encoding="utf-8")
+    from gpt2zh.corpus import raw_documents
+
+    report, raw = raw_documents(src, skip_bad_lines=True)
+    assert raw == [] and report.skipped == "no JSON line holds a document" and report.balanced()

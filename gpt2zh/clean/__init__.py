@@ -67,7 +67,8 @@ def _validate(self) -> None:
 CleanOptions = make_dataclass(
     "CleanOptions",
     [(name, bool, field(default=RULES[name].default)) for name in ORDER]
-    + [("garbage_scope", str, field(default="span")), ("keep_duplicates", bool, field(default=False))],
+    + [("garbage_scope", str, field(default="span")), ("keep_duplicates", bool, field(default=False)),
+       ("skip_bad_lines", bool, field(default=False))],   # JSON lines that do not parse: skipped and counted
     namespace={"rule_names": classmethod(_rule_names), "__post_init__": _validate,
                "__doc__": "Which rules run (one switch per registered rule) and how."},
 )

@@ -18,6 +18,8 @@ BUILTIN_HELP = {
     "bom": "byte-order marks",
     "line_ends": "the carriage return of CRLF line ends",
     "bad_bytes": "undecodable bytes replaced with --replace-bad-bytes",
+    "bad_json_lines": "lines of a .jsonl that hold no document (not JSON, or no \"text\" string), skipped with "
+                      "--skip-bad-lines",
     "control_chars": "control characters (NUL, escape, ...)",
     "blank_lines": "runs of blank lines, and blank lines at the start and end",
     "no_chinese": "documents with no Chinese text at all",

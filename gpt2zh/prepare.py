@@ -1,7 +1,8 @@
 """`gpt2zh prepare`: raw files -> clean text -> vocabulary -> token shards + report.
 
 One straight pipeline, each step handing the next what it needs, in memory that does not
-grow with the corpus (what is kept per document is its signature and a few counts):
+grow with the corpus (kept per document: ~400 bytes of counts and signature facts, in arrays;
+per file: its place in the input and in the work directory's report spill):
 
     survey         a file larger than 16 MB is read in pieces (`decode.survey`): its
                    encoding found by a streaming pass, its pieces cut at line or paragraph breaks
@@ -84,38 +85,104 @@ SPANS = np.dtype([("chars", "i8"), ("train", "i8", 2), ("val", "i8", 2)])
 @dataclass
 class CleanedPiece:
     """What a worker sends back for one piece (a whole small file, or a piece of a large one):
-    the report, where its clean split documents wait on disk, each document's facts for the
-    corpus-level steps as rows of two small arrays (no object per document), and the character
-    counts of its training text (a character vocabulary only; the parent adds them up and lets
-    them go). On disk beside its streams: each document's minhash and name, read back only for
-    documents that deduplication compares or names. A stream is each document's code points
-    followed by NUL, uint16 when the piece has no character beyond the BMP (2 bytes a
-    character, less than the UTF-8 of hanzi)."""
+    the report, each kept document's facts for the corpus-level steps as rows of two small
+    arrays, and the character counts of its training text (a character vocabulary only; the
+    parent adds them up and lets them go). Its documents wait in the work directory: two
+    streams of code points (train and val; each document followed by NUL, uint16 when the
+    piece has no character beyond the BMP, 2 bytes a character, less than the UTF-8 of
+    hanzi), and each document's minhash and name, read back only for the documents that
+    deduplication compares or names."""
 
     file: int                    # index of its file in the input list
-    report: FileReport | None    # (None once the parent has spilled it: ReportSpill)
-    path: str | None             # work-dir prefix of its files; None when nothing was kept
+    report: FileReport
     spans: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=SPANS))
     facts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=FACTS))
-    dtype: str = "uint16"
+    wide: bool = False           # its streams are uint32
     counts: tuple | None = None
-    first: int = 0               # the corpus-wide number of its first document (set by number_documents)
+
+
+class Growing:
+    """Rows appended to one array whose capacity doubles: no object per append."""
+
+    def __init__(self, dtype):
+        self._a, self.n = np.zeros(1024, dtype=dtype), 0
+
+    def append(self, rows: np.ndarray) -> int:
+        """Append `rows`; the index of the first."""
+        while self.n + len(rows) > len(self._a):
+            self._a = np.concatenate([self._a, np.zeros_like(self._a)])
+        self._a[self.n:self.n + len(rows)] = rows
+        self.n += len(rows)
+        return self.n - len(rows)
+
+    def array(self) -> np.ndarray:
+        return self._a[:self.n]
+
+
+class Cleaned:
+    """Every cleaned piece, as a few arrays: per piece its file, how many documents it kept
+    and where its streams are; per document (numbered across the corpus in input order) its
+    SPANS and FACTS rows. Filled as pieces finish, in any order (`add`), then put in input
+    order once (`close`). Nothing per piece or document is a Python object: ~25 bytes a
+    piece and ~400 a document, however many files."""
+
+    def __init__(self, work: Path, pieces: int):
+        self.work = work
+        self.file = np.zeros(pieces, dtype=np.int64)
+        self.count = np.zeros(pieces, dtype=np.int64)   # documents kept
+        self.wide = np.zeros(pieces, dtype=bool)
+        self.first = np.zeros(pieces, dtype=np.int64)   # the number of its first document (arrival order until close)
+        self._spans, self._facts = Growing(SPANS), Growing(FACTS)
 
     def __len__(self) -> int:
+        return len(self.file)
+
+    def add(self, p: int, c: CleanedPiece) -> None:
+        self.file[p], self.count[p], self.wide[p] = c.file, len(c.spans), c.wide
+        self.first[p] = self._spans.append(c.spans)
+        self._facts.append(c.facts)
+
+    def close(self) -> None:
+        """Documents renumbered in input order."""
+        arrival, n = self.first, self.count
+        self.first = np.cumsum(n) - n
+        order = np.repeat(arrival - self.first, n) + np.arange(int(n.sum()))   # input position -> arrival row
+        self.spans, self.facts = self._spans.array()[order], self._facts.array()[order]
+        del self._spans, self._facts
+
+    @property
+    def documents(self) -> int:
         return len(self.spans)
 
-    def stream(self, which: int) -> np.ndarray:
-        return np.fromfile(f"{self.path}.{'train' if which == 0 else 'val'}", dtype=self.dtype)
+    def docs(self, p: int) -> slice:
+        return slice(int(self.first[p]), int(self.first[p] + self.count[p]))
 
-    def minhash(self, d: int) -> np.ndarray:
-        return np.fromfile(f"{self.path}.minhash", dtype=np.uint64, count=BINS, offset=d * BINS * 8)
+    def piece_of(self, i: int) -> int:
+        # the last of the pieces whose first document is i or before: pieces that kept nothing
+        # share their first with the next, so `right` passes over them
+        return int(self.piece_of_all(np.array([i]))[0])
 
-    def names(self) -> list[str]:
-        return json.loads(Path(f"{self.path}.names").read_text(encoding="utf-8"))
+    def piece_of_all(self, docs: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.first, docs, side="right") - 1
 
-    def kept(self, dropped: np.ndarray) -> np.ndarray:
-        """Which of its documents stay."""
-        return ~dropped[self.first:self.first + len(self)]
+    def path(self, p: int) -> str:
+        return str(self.work / f"{p:06d}")
+
+    def stream(self, p: int, which: int) -> np.ndarray:
+        return np.fromfile(f"{self.path(p)}.{'train' if which == 0 else 'val'}",
+                           dtype=np.uint32 if self.wide[p] else np.uint16)
+
+    def minhash(self, i: int) -> np.ndarray:
+        p = self.piece_of(i)
+        return np.fromfile(f"{self.path(p)}.minhash", dtype=np.uint64, count=BINS,
+                           offset=(i - int(self.first[p])) * BINS * 8)
+
+    def names(self, p: int) -> list[str]:
+        return json.loads(Path(f"{self.path(p)}.names").read_text(encoding="utf-8"))
+
+    def kept(self, p: int, dropped: np.ndarray) -> np.ndarray:
+        """Which of the piece's documents stay."""
+        return ~dropped[self.docs(p)]
 
 
 def text_chars(spans: np.ndarray, which: str) -> np.ndarray:
@@ -143,7 +210,7 @@ def _clean(args) -> CleanedPiece:
     index, file, piece, first_doc, opts, replace, val_fraction, work, learned, char_vocab = args
     report, docs = clean_piece(piece, opts, replace, learned, first_doc)
     if not docs:
-        return CleanedPiece(file, report, None)
+        return CleanedPiece(file, report)
     trains, vals, names = [], [], []
     spans, rows = np.zeros(len(docs), dtype=SPANS), np.zeros(len(docs), dtype=FACTS)
     minhashes = np.zeros((len(docs), BINS), dtype=np.uint64)
@@ -169,16 +236,16 @@ def _clean(args) -> CleanedPiece:
         n[0] = 0   # the NULs that end documents
         cps = np.flatnonzero(n)
         counts = (cps, n[cps])
-    dtype = "uint16" if all(int(a.max(initial=0)) < 0x10000 for a in streams) else "uint32"
+    wide = any(int(a.max(initial=0)) >= 0x10000 for a in streams)
     for a, suffix in zip(streams, ("train", "val")):
-        write_array(Path(f"{out}.{suffix}"), a.astype(dtype))
+        write_array(Path(f"{out}.{suffix}"), a.astype(np.uint32 if wide else np.uint16))
     write_array(Path(f"{out}.minhash"), minhashes)
     names_path = Path(f"{out}.names")
     try:
         names_path.write_text(json.dumps(names, ensure_ascii=False), encoding="utf-8")
     except OSError as e:
         raise write_error(names_path, e) from None
-    return CleanedPiece(file, report, out, spans, rows, dtype, counts)
+    return CleanedPiece(file, report, spans, rows, wide, counts)
 
 
 def _indexed(args):
@@ -280,31 +347,23 @@ def learn_corpus(pool, sources: list[Source], cfg: PrepareConfig) -> tuple[dict 
 
 def clean_all(pool, sources: list[Source], first_docs: list[int], cfg: PrepareConfig, work: Path,
               learned: dict | None, char_counts: np.ndarray | None, samples: SamplePool,
-              spill: ReportSpill) -> list[CleanedPiece]:
-    """Every piece cleaned, in input order; the character counts added into `char_counts`, the
-    examples of files past DETAILED_FILES moved into `samples`, every report into `spill`."""
+              spill: ReportSpill) -> Cleaned:
+    """Every piece cleaned; the character counts added into `char_counts`, the examples of
+    files past DETAILED_FILES moved into `samples`, every report into `spill`."""
     pieces = piece_list(sources)
     jobs = [(i, f, piece, first_docs[i], cfg.clean, cfg.replace_bad_bytes, cfg.val_fraction, str(work), learned,
              char_counts is not None) for i, (f, piece) in enumerate(pieces)]
     sizes = [piece_size(sources[f], piece) for f, piece in pieces]
-    cleaned: list = [None] * len(jobs)
+    cleaned = Cleaned(work, len(jobs))
     for i, c in run_parallel(pool, _clean, jobs, sizes, "clean", cfg.progress):
         if c.counts is not None:
             char_counts[c.counts[0]] += c.counts[1]
-            c.counts = None
         if c.file >= DETAILED_FILES:
             samples.take(c.report)
         spill.put(i, c.report)
-        c.report = None
-        cleaned[i] = c
-    n = 0
-    for c in cleaned:   # corpus-wide document numbers, in input order
-        c.first, n = n, n + len(c)
+        cleaned.add(i, c)
+    cleaned.close()
     return cleaned
-
-
-def document_count(cleaned: list[CleanedPiece]) -> int:
-    return cleaned[-1].first + len(cleaned[-1]) if cleaned else 0
 
 
 @dataclass
@@ -322,7 +381,7 @@ class Amendment:
         r.low_punctuation += self.low_punctuation
 
 
-def file_reports(sources: list[Source], cleaned: list[CleanedPiece], dropped: np.ndarray, spill: ReportSpill,
+def file_reports(sources: list[Source], cleaned: Cleaned, dropped: np.ndarray, spill: ReportSpill,
                  amend: dict[int, Amendment]):
     """One report per input file, in order, one at a time: a small file's is its piece's; a
     large file's pieces' are added up under its name, encoding and size."""
@@ -333,11 +392,11 @@ def file_reports(sources: list[Source], cleaned: list[CleanedPiece], dropped: np
             continue
         r, kept, any_docs = None, False, False
         for _ in source.pieces:
-            c, piece_report = cleaned[p], spill.get(p)
+            piece_report = spill.get(p)
             if p in amend:
                 amend[p].apply(piece_report)
-            kept |= bool(c.kept(dropped).any())
-            any_docs |= len(c) > 0
+            kept |= bool(cleaned.kept(p, dropped).any())
+            any_docs |= bool(cleaned.count[p])
             if r is None:
                 r = piece_report
             else:
@@ -354,57 +413,45 @@ def file_reports(sources: list[Source], cleaned: list[CleanedPiece], dropped: np
         yield r
 
 
-def signature_table(cleaned: list[CleanedPiece]) -> SignatureTable:
-    """Every document's FACTS in one array; a minhash read from its piece's file when asked for."""
-    firsts = np.array([c.first for c in cleaned], dtype=np.int64)
-
-    def minhash(i: int) -> np.ndarray:
-        p = int(np.searchsorted(firsts, i, side="right")) - 1   # (the last of pieces sharing a first: the one
-        return cleaned[p].minhash(i - cleaned[p].first)          # holding documents)
-
-    return SignatureTable(np.concatenate([c.facts for c in cleaned]), minhash)
-
-
-def dedup(cleaned: list[CleanedPiece], keep_duplicates: bool) -> tuple[np.ndarray, dict[int, Amendment]]:
+def dedup(cleaned: Cleaned, keep_duplicates: bool) -> tuple[np.ndarray, dict[int, Amendment]]:
     """Near-duplicate documents to drop; documents with far less punctuation than the corpus to
     flag. Returns which documents are dropped (by corpus-wide number) and what each piece's
     report gains."""
-    table = signature_table(cleaned)
+    table = SignatureTable(cleaned.facts, cleaned.minhash)
     found = {} if keep_duplicates else find_duplicates(table)
     dropped = np.zeros(len(table), dtype=bool)
     dropped[list(found)] = True
     low = low_punctuation(table, set(found))
-    owner = np.repeat(np.arange(len(cleaned)), [len(c) for c in cleaned])
     names: dict[int, list[str]] = {}   # of the pieces named below, read once each
 
     def name(i: int) -> str:
-        p = int(owner[i])
+        p = cleaned.piece_of(i)
         if p not in names:
-            names[p] = cleaned[p].names()
-        return names[p][i - cleaned[p].first]
+            names[p] = cleaned.names(p)
+        return names[p][i - int(cleaned.first[p])]
 
     amend: dict[int, Amendment] = {}
     for i, (keep, sim) in found.items():
-        p, chars = int(owner[i]), int(cleaned[owner[i]].spans["chars"][i - cleaned[owner[i]].first])
-        a = amend.setdefault(p, Amendment())
+        chars = int(cleaned.spans["chars"][i])
+        a = amend.setdefault(cleaned.piece_of(i), Amendment())
         a.duplicate_chars += chars
         a.duplicates.append({"doc": name(i), "duplicate_of": name(keep), "similarity": sim, "chars": chars})
     for i, (rate, corpus) in low.items():
-        amend.setdefault(int(owner[i]), Amendment()).low_punctuation.append(
+        amend.setdefault(cleaned.piece_of(i), Amendment()).low_punctuation.append(
             {"doc": name(i), "punctuation_per_hanzi": rate, "corpus": corpus})
     return dropped, amend
 
 
-def kept_streams(cleaned: list[CleanedPiece], dropped: np.ndarray, which: int):
+def kept_streams(cleaned: Cleaned, dropped: np.ndarray, which: int):
     """The train (which=0) or val (which=1) code points of every kept document (each
     followed by NUL), one piece at a time."""
-    for c in cleaned:
-        if c.path is None:
+    for p in range(len(cleaned)):
+        if not cleaned.count[p]:
             continue
-        stream = c.stream(which)
-        kept = c.kept(dropped)
+        stream = cleaned.stream(p, which)
+        kept = cleaned.kept(p, dropped)
         if not kept.all():
-            spans = c.spans["train" if which == 0 else "val"][kept]
+            spans = cleaned.spans[cleaned.docs(p)]["train" if which == 0 else "val"][kept]
             stream = np.concatenate([stream[a:b] for a, b in spans]) if len(spans) else stream[:0]
         if len(stream):
             yield stream
@@ -441,13 +488,13 @@ def _code_points(texts: list[str]) -> np.ndarray:
     return np.frombuffer(("\x00".join(texts) + "\x00").encode("utf-32-le"), dtype=np.uint32)
 
 
-def vocabulary(cfg: PrepareConfig, cleaned: list[CleanedPiece], dropped: np.ndarray,
-               char_counts: np.ndarray | None):
+def vocabulary(cfg: PrepareConfig, cleaned: Cleaned, dropped: np.ndarray, char_counts: np.ndarray | None):
     if cfg.vocab == "char":
-        for c in cleaned:   # the duplicates' characters out again
-            gone = c.spans["train"][~c.kept(dropped) & (text_chars(c.spans, "train") > 0)]
+        for p in np.unique(cleaned.piece_of_all(np.flatnonzero(dropped))):   # the duplicates' characters out again
+            spans = cleaned.spans[cleaned.docs(p)]
+            gone = spans["train"][~cleaned.kept(p, dropped) & (text_chars(spans, "train") > 0)]
             if len(gone):
-                stream = c.stream(0)
+                stream = cleaned.stream(p, 0)
                 for a, b in gone:
                     n = np.bincount(stream[a:b - 1])
                     char_counts[:len(n)] -= n
@@ -457,7 +504,7 @@ def vocabulary(cfg: PrepareConfig, cleaned: list[CleanedPiece], dropped: np.ndar
     return resolve_vocab(cfg.vocab, texts, cfg.min_count)
 
 
-def encode_stream(tok, cleaned: list[CleanedPiece], dropped: np.ndarray, which: int, dtype, progress: bool, desc: str):
+def encode_stream(tok, cleaned: Cleaned, dropped: np.ndarray, which: int, dtype, progress: bool, desc: str):
     """Every kept document's train (which=0) or val (which=1) text as token ids, each document
     followed by the end-of-text token: arrays in order, a piece (or a batch) at a time."""
     lut = char_lookup(tok, dtype)
@@ -488,7 +535,7 @@ class TokenCount:
         return ids
 
 
-def write_train(tok, cleaned: list[CleanedPiece], dropped: np.ndarray, dtype, requested: int, work: Path, out: Path,
+def write_train(tok, cleaned: Cleaned, dropped: np.ndarray, dtype, requested: int, work: Path, out: Path,
                 progress: bool) -> tuple[list[dict], TokenCount, str | None]:
     """The training ids streamed into shards. With a character vocabulary the number of tokens
     is known before encoding (one per character and per document), so ids go straight into
@@ -496,7 +543,7 @@ def write_train(tok, cleaned: list[CleanedPiece], dropped: np.ndarray, dtype, re
     count = TokenCount(tok.token_to_id(specials_of(tok).unk))
     ids = (count(a) for a in encode_stream(tok, cleaned, dropped, 0, dtype, progress, "tokenize train"))
     if char_lookup(tok, dtype) is not None:
-        total = sum(int(np.diff(c.spans["train"][c.kept(dropped)], axis=1).sum()) for c in cleaned)
+        total = int(np.diff(cleaned.spans["train"][~dropped], axis=1).sum())
         if total == 0:
             raise CorpusError("no training text left after cleaning and deduplication")
         num_shards, capped = shard_count(requested, total)
@@ -516,7 +563,7 @@ def write_train(tok, cleaned: list[CleanedPiece], dropped: np.ndarray, dtype, re
     return shards, count, capped
 
 
-def write_val(tok, cleaned: list[CleanedPiece], dropped: np.ndarray, dtype, out: Path,
+def write_val(tok, cleaned: Cleaned, dropped: np.ndarray, dtype, out: Path,
               progress: bool) -> tuple[dict | None, TokenCount]:
     count = TokenCount(tok.token_to_id(specials_of(tok).unk))
     f = HashedFile(out / "val.bin", dtype)
@@ -590,7 +637,7 @@ def prepare(cfg: PrepareConfig) -> dict:
             spill = ReportSpill(work / "reports.pickle", len(piece_list(sources)))
             cleaned = clean_all(pool, sources, first_docs, cfg, work, learned, char_counts, samples, spill)
             clock.lap("clean + split")
-        if all(c.path is None for c in cleaned):
+        if not cleaned.documents:
             raise CorpusError(f"nothing usable to prepare ({why_nothing(file_reports(sources, cleaned, np.zeros(0, bool), spill, {}))})")
         dropped, amend = dedup(cleaned, cfg.clean.keep_duplicates)
         clock.lap("dedup")
@@ -639,14 +686,11 @@ def prepare(cfg: PrepareConfig) -> dict:
     return manifest
 
 
-def split_counts(cleaned: list[CleanedPiece], dropped: np.ndarray) -> dict:
+def split_counts(cleaned: Cleaned, dropped: np.ndarray) -> dict:
     """Characters of the kept documents in train and val, and the paragraph breaks cut at the split."""
-    train = val = breaks = 0
-    for c in cleaned:
-        kept = c.spans[c.kept(dropped)]
-        t, v = int(text_chars(kept, "train").sum()), int(text_chars(kept, "val").sum())
-        train, val, breaks = train + t, val + v, breaks + int(kept["chars"].sum()) - t - v
-    return {"train_chars": train, "val_chars": val, "boundary_breaks": breaks}
+    kept = cleaned.spans[~dropped]
+    train, val = int(text_chars(kept, "train").sum()), int(text_chars(kept, "val").sum())
+    return {"train_chars": train, "val_chars": val, "boundary_breaks": int(kept["chars"].sum()) - train - val}
 
 
 def why_nothing(reports, shown: int = 20) -> str:

@@ -13,6 +13,9 @@ under the same budget: the best validation loss of each.
   python bench/recipes.py                          # both parts, 300 steps, a 15-minute grid
   python bench/recipes.py --parts 1 --steps 300
   python bench/recipes.py --parts 2 --budget 3     # a shorter grid (minutes per run)
+  taskset -c 0 python bench/recipes.py --parts 2 --threads 1 --cells 2x128-0.001 baseline --json a.json &
+  taskset -c 1 python bench/recipes.py --parts 2 --threads 1 --cells 2x128-0.003 auto --json b.json; wait
+  python bench/recipes.py --merge a.json b.json   # two lanes side by side, one core each
 """
 from __future__ import annotations
 
@@ -101,27 +104,33 @@ def part1(data: Path, work: Path, steps: int, eval_every: int, config: str) -> l
     return rows
 
 
-def part2(data: Path, work: Path, budget_min: float, optimizer: str) -> dict:
+GRID_RECIPE = ["cooldown=0.25", "warmup_steps=50", "n_ctx=128", "batch_size=16", "dropout=0.1",
+               "max_steps=1000000", "eval_interval=1000000", "eval_max_tokens=none", "save_steps=1000000",
+               "log_interval=50"]
+
+
+def grid_cells(optimizer: str) -> dict[str, list[str] | None]:
+    """Part 2's runs by name: the grid (shape x lr with the grid's optimizer and a cool-down), the
+    notes' fixed-rate AdamW at the CPU benchmark's shape (the same day and machine, so that the
+    optimizer is compared in equal time too), and --auto (None: its settings come from the plan)."""
+    cells: dict[str, list[str] | None] = {
+        f"{shape}-{lr:g}": [f"optimizer={optimizer}"] + GRID_RECIPE + items + [f"lr={lr:g}"]
+        for shape, items in SHAPES.items() for lr in LRS}
+    fixed = [i for i in GRID_RECIPE if not i.startswith("cooldown=")] + ["optimizer=adamw", "cooldown=0"]
+    cells["baseline"] = fixed + SHAPES[BASELINE_SHAPE] + [f"lr={BASELINE_LR:g}"]
+    cells["auto"] = None
+    return cells
+
+
+def run_cell(name: str, items: list[str] | None, data: Path, work: Path, budget_min: float) -> dict:
+    if items is not None:
+        r = run(data, work / name, items, max_minutes=budget_min)
+        row = {"cell": name, "val_loss": r["results"]["best_val_loss"], "steps": r["results"]["steps"],
+               "tokens_per_s": r["results"]["tokens_per_s"]}
+        print(f"  {name}: validation loss {row['val_loss']:.4f} after {row['steps']} steps", file=sys.stderr)
+        return row
     from gpt2zh.plan import make_plan
 
-    recipe = [f"optimizer={optimizer}", "cooldown=0.25", "warmup_steps=50", "n_ctx=128", "batch_size=16",
-              "dropout=0.1", "max_steps=1000000", "eval_interval=1000000", "eval_max_tokens=none",
-              "save_steps=1000000", "log_interval=50"]
-    grid = []
-    for shape, items in SHAPES.items():
-        for lr in LRS:
-            r = run(data, work / f"grid-{shape}-{lr:g}", recipe + items + [f"lr={lr:g}"], max_minutes=budget_min)
-            grid.append({"shape": shape, "lr": lr, "val_loss": r["results"]["best_val_loss"],
-                         "steps": r["results"]["steps"]})
-            print(f"  {shape} lr {lr:g}: validation loss {grid[-1]['val_loss']:.4f} after {grid[-1]['steps']} "
-                  "steps", file=sys.stderr)
-    # the same budget with the notes' recipe (AdamW at a fixed rate) at the CPU benchmark's shape, the
-    # same day and machine as the grid, so the grid's optimizer is compared in equal time as well
-    fixed = [i for i in recipe if not i.startswith(("optimizer=", "cooldown="))] + ["optimizer=adamw", "cooldown=0"]
-    r = run(data, work / "baseline", fixed + SHAPES[BASELINE_SHAPE] + [f"lr={BASELINE_LR:g}"], max_minutes=budget_min)
-    baseline = {"shape": BASELINE_SHAPE, "lr": BASELINE_LR, "val_loss": r["results"]["best_val_loss"],
-                "steps": r["results"]["steps"]}
-    print(f"  fixed AdamW {BASELINE_SHAPE} lr {BASELINE_LR:g}: validation loss {baseline['val_loss']:.4f}", file=sys.stderr)
     t0 = time.time()
     plan = make_plan(str(data), budget_min * 60, progress=False)
     planning_s = time.time() - t0
@@ -130,9 +139,26 @@ def part2(data: Path, work: Path, budget_min: float, optimizer: str) -> dict:
     r = run(data, work / "auto", plan.overrides + ["eval_interval=1000000", "eval_max_tokens=none",
                                                     "save_steps=1000000", "max_steps=1000000"],
             max_minutes=budget_min - planning_s / 60)
-    auto = {"pick": plan.chosen.shape.label(), "lr": plan.lr, "dropout": plan.dropout,
-            "val_loss": r["results"]["best_val_loss"], "steps": r["results"]["steps"], "planning_s": planning_s}
-    return {"budget_min": budget_min, "optimizer": optimizer, "grid": grid, "baseline": baseline, "auto": auto}
+    return {"cell": "auto", "pick": plan.chosen.shape.label(), "lr": plan.lr, "dropout": plan.dropout,
+            "val_loss": r["results"]["best_val_loss"], "steps": r["results"]["steps"],
+            "tokens_per_s": r["results"]["tokens_per_s"], "planning_s": planning_s, "report": plan.report()}
+
+
+def part2(data: Path, work: Path, budget_min: float, optimizer: str, only: list[str] | None = None) -> dict:
+    cells = grid_cells(optimizer)
+    unknown = set(only or []) - set(cells)
+    if unknown:
+        raise SystemExit(f"unknown cells {sorted(unknown)}; the cells are {', '.join(cells)}")
+    rows = [run_cell(name, items, data, work, budget_min) for name, items in cells.items()
+            if only is None or name in only]
+    return {"budget_min": budget_min, "optimizer": optimizer, "cells": rows}
+
+
+def merged(parts: list[dict]) -> dict:
+    """Part 2 from several lanes (--cells run side by side), in the grid's order."""
+    order = list(grid_cells(parts[0]["optimizer"]))
+    rows = sorted((r for p in parts for r in p["cells"]), key=lambda r: order.index(r["cell"]))
+    return {**parts[0], "cells": rows}
 
 
 def markdown(p1: list[dict] | None, p2: dict | None, steps: int) -> str:
@@ -147,17 +173,17 @@ def markdown(p1: list[dict] | None, p2: dict | None, steps: int) -> str:
             out.append(f"| {r['recipe']} | {r['final_val_loss']:.4f} ({math.exp(r['final_val_loss']):.1f}) | "
                        f"{reach_s} | {r['step_s']:.3f} s ({r['step_s'] / base_step:.2f}×) |")
     if p2:
-        out += ["", f"| {p2['optimizer']} + cool-down 25%: shape | lr | validation loss (ppl) in {p2['budget_min']:g} min "
-                    "| steps |", "|---|---|---|---|"]
-        for g in p2["grid"]:
-            out.append(f"| {g['shape']} | {g['lr']:g} | {g['val_loss']:.4f} ({math.exp(g['val_loss']):.1f}) | {g['steps']} |")
-        b = p2["baseline"]
-        out.append(f"| fixed AdamW (the notes): {b['shape']} | {b['lr']:g} | {b['val_loss']:.4f} "
-                   f"({math.exp(b['val_loss']):.1f}) | {b['steps']} |")
-        a = p2["auto"]
-        best = min(g["val_loss"] for g in p2["grid"])
-        out.append(f"| **--auto**: {a['pick']} | {a['lr']:g} | {a['val_loss']:.4f} ({math.exp(a['val_loss']):.1f}) "
-                   f"({(a['val_loss'] / best - 1) * 100:+.1f}% against the grid's best {best:.4f}) | {a['steps']} |")
+        out += ["", f"| run ({p2['optimizer']} + cool-down 25% unless named) | validation loss (ppl) in "
+                    f"{p2['budget_min']:g} min | steps | tokens/s |", "|---|---|---|---|"]
+        grid = [r for r in p2["cells"] if r["cell"] not in ("baseline", "auto")]
+        best = min((r["val_loss"] for r in grid), default=None)
+        for r in p2["cells"]:
+            name = {"baseline": f"fixed AdamW (the notes) {BASELINE_SHAPE} lr {BASELINE_LR:g}"}.get(r["cell"], r["cell"])
+            if r["cell"] == "auto":
+                name = f"**--auto**: {r['pick']}, lr {r['lr']:g}, dropout {r['dropout']:g}"
+            vs = f" ({(r['val_loss'] / best - 1) * 100:+.1f}% against the grid's best)" if best and r["cell"] == "auto" else ""
+            out.append(f"| {name} | {r['val_loss']:.4f} ({math.exp(r['val_loss']):.1f}){vs} | {r['steps']} | "
+                       f"{r['tokens_per_s']:,.0f} |")
     return "\n".join(out)
 
 
@@ -172,13 +198,25 @@ def main() -> int:
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--budget", type=float, default=15.0, help="minutes per grid run")
     ap.add_argument("--grid-optimizer", default="muon")
+    ap.add_argument("--cells", nargs="+", help="part 2: only these runs (e.g. 2x128-0.001 baseline auto), so that "
+                                               "lanes can run side by side, one pinned core each (taskset, --threads 1)")
+    ap.add_argument("--threads", type=int, help="torch threads in this process")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="print part 2 from the --json files of several lanes")
     ap.add_argument("--json", help="write the raw results here")
     args = ap.parse_args()
+    if args.merge:
+        parts = [json.loads(Path(f).read_text(encoding="utf-8"))["part2"] for f in args.merge]
+        print(markdown(None, merged(parts), args.steps))
+        return 0
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="gpt2zh-recipes-") as tmp:
         work = Path(tmp)
         data = prepare_novels(Path(args.corpora), work)
         p1 = part1(data, work, args.steps, args.eval_every, args.config) if "1" in args.parts else None
-        p2 = part2(data, work, args.budget, args.grid_optimizer) if "2" in args.parts else None
+        p2 = part2(data, work, args.budget, args.grid_optimizer, args.cells) if "2" in args.parts else None
     if args.json:
         Path(args.json).write_text(json.dumps({"part1": p1, "part2": p2}, indent=1), encoding="utf-8")
     print(markdown(p1, p2, args.steps))

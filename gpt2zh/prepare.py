@@ -120,25 +120,24 @@ class Growing:
 
 
 class Cleaned:
-    """Every cleaned piece, as a few arrays: per piece its file, how many documents it kept
-    and where its streams are; per document (numbered across the corpus in input order) its
+    """Every cleaned piece, as a few arrays: per piece how many documents it kept and the
+    width of its streams (which are in the work directory under its number); per document (numbered across the corpus in input order) its
     SPANS and FACTS rows. Filled as pieces finish, in any order (`add`), then put in input
     order once (`close`). Nothing per piece or document is a Python object: ~25 bytes a
     piece and ~400 a document, however many files."""
 
     def __init__(self, work: Path, pieces: int):
         self.work = work
-        self.file = np.zeros(pieces, dtype=np.int64)
         self.count = np.zeros(pieces, dtype=np.int64)   # documents kept
         self.wide = np.zeros(pieces, dtype=bool)
         self.first = np.zeros(pieces, dtype=np.int64)   # the number of its first document (arrival order until close)
         self._spans, self._facts = Growing(SPANS), Growing(FACTS)
 
     def __len__(self) -> int:
-        return len(self.file)
+        return len(self.count)
 
     def add(self, p: int, c: CleanedPiece) -> None:
-        self.file[p], self.count[p], self.wide[p] = c.file, len(c.spans), c.wide
+        self.count[p], self.wide[p] = len(c.spans), c.wide
         self.first[p] = self._spans.append(c.spans)
         self._facts.append(c.facts)
 
@@ -263,7 +262,7 @@ def run_parallel(pool, fn, jobs: list, sizes: list[int], desc: str, progress: bo
                       leave=False) as bar:
         if pool is not None and len(jobs) > 1:
             chunk = max(1, min(64, len(jobs) // (pool._processes * 16)))
-            results = pool.imap_unordered(_indexed, [(fn, i, jobs[i]) for i in order], chunksize=chunk)
+            results = pool.imap_unordered(_indexed, ((fn, i, jobs[i]) for i in order), chunksize=chunk)
         else:
             results = (_indexed((fn, i, jobs[i])) for i in order)
         for i, r in results:
@@ -631,6 +630,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         big = not all(read_whole(f, n, cfg.piece_bytes) for f, n in zip(files, sizes))   # pieces to spread out
         with worker_pool(cfg.workers, len(files) + (cfg.workers if big else 0)) as pool:
             sources = survey_all(pool, files, sizes, cfg)
+            del files, sizes   # (the sources name them: one Path object less per input file)
             clock.lap("survey")
             learned, first_docs = learn_corpus(pool, sources, cfg)
             clock.lap("read + learn")

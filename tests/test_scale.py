@@ -286,3 +286,25 @@ def test_a_jsonl_of_bad_lines_only_is_skipped_and_says_why(tmp_path):
 
     report, raw = raw_documents(src, skip_bad_lines=True)
     assert raw == [] and report.skipped == "no JSON line holds a document" and report.balanced()
+
+
+def test_report_json_written_file_by_file_reads_as_one_json_dump(tmp_path):
+    from collections import Counter
+
+    from gpt2zh.clean.report import FileReport, ReportWriter, SamplePool
+
+    reports = [FileReport(path=f"dir/{i}.txt", encoding="utf-8", bytes=100 + i, documents=1, input_chars=90,
+                          kept_chars=80, dropped=Counter({"hard_wrap": 4, "urls": 6}),
+                          paragraphs={"wrap_widths": ["40 columns"]}) for i in range(3)]
+    reports[1].duplicates.append({"doc": "dir/1.txt", "duplicate_of": "dir/0.txt", "similarity": 0.9, "chars": 80})
+    writer = ReportWriter(tmp_path / "report.json", SamplePool(), detailed=2)
+    rows = [r.to_dict() for r in reports]
+    for r in reports:
+        writer.add(r)
+    summary = writer.finish({"split": {"train_chars": 1}, "timing": {"dedup": 0.1}})
+    whole = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert (tmp_path / "report.json").read_text(encoding="utf-8") == json.dumps(whole, ensure_ascii=False, indent=1)
+    assert whole["files"] == rows and whole["balanced"] and whole["total"]["input_chars"] == 270
+    assert list(whole) == ["files", "total", "samples", "balanced", "other_files", "split", "timing"]
+    assert summary["files"] == rows[:2] and summary["file_count"] == 3 and summary["total"] == whole["total"]
+    assert whole["other_files"]["duplicates"] == [] and whole["other_files"]["counts"]["duplicates"] == 0

@@ -199,9 +199,14 @@ class ReportSpill:
         self._end = 0
 
     def put(self, piece: int, report: FileReport) -> None:
+        from ..shards import write_error
+
         data = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
-        self._f.seek(self._end)
-        self._f.write(data)
+        try:
+            self._f.seek(self._end)
+            self._f.write(data)
+        except OSError as e:
+            raise write_error(self.path, e) from None
         self.spans[piece] = self._end, len(data)
         self._end += len(data)
 
@@ -265,7 +270,7 @@ class ReportWriter:
         skip = ("path", "encoding", "samples", "flagged", "duplicates", "low_punctuation", "skipped", "unfinished")
         rest = {"total": {k: v for k, v in total.to_dict().items() if k not in skip},
                 "samples": total.samples, "balanced": self.balanced}
-        if self.pool.files:
+        if self.pool.files or self.count > self.detailed:
             rest["other_files"] = {**self.pool.to_dict(), **self.later, "counts": self.later_counts}
         rest.update(extra)
         body = _json_body(rest, 0)

@@ -11,12 +11,15 @@ stays common: a cipher over all hanzi alike reads as garbage to the cleaning rul
     txt     one .txt file per document, in folders of 1,000
 Each size runs `python -m gpt2zh prepare` in a child process; a sampler reads the PSS and
 RSS of the process and all its children every 0.2 s (PSS counts a page shared by forked
-workers once; RSS counts it in each). Throughput is input bytes per second of wall time.
-  python bench/scale.py [--sizes 0.25 1 4] [--layouts jsonl txt] [--workers 2] [--keep DIR]
+workers once; RSS counts it in each), and the parent's own PSS; the step of prepare running
+at the peak is read from report.json's timing. Throughput is input bytes per second of wall
+time.
+  python bench/scale.py [--sizes 0.25 1 4] [--layouts jsonl txt] [--workers 2] [--work DIR --keep]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -121,13 +124,17 @@ def run_prepare(inputs: Path, out: Path, workers: int, extra: list[str]) -> dict
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     proc = psutil.Process(child.pid)
-    peak = [0, 0]
+    peak = {"pss": 0, "rss": 0, "at": 0.0, "parent_pss": 0}
     done = threading.Event()
 
     def sample():
         while not done.is_set():
             pss, rss = tree_memory(proc)
-            peak[0], peak[1] = max(peak[0], pss), max(peak[1], rss)
+            if pss > peak["pss"]:
+                peak.update(pss=pss, at=time.perf_counter() - t0)
+            peak["rss"] = max(peak["rss"], rss)
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                peak["parent_pss"] = max(peak["parent_pss"], proc.memory_full_info().pss)
             done.wait(0.2)
 
     t = threading.Thread(target=sample, daemon=True)
@@ -138,7 +145,21 @@ def run_prepare(inputs: Path, out: Path, workers: int, extra: list[str]) -> dict
     t.join()
     if child.returncode:
         raise SystemExit(f"prepare failed ({child.returncode}): {err[-2000:]}")
-    return {"seconds": seconds, "peak_pss": peak[0], "peak_rss": peak[1]}
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    return {"seconds": seconds, "peak_pss": peak["pss"], "peak_rss": peak["rss"], "parent_pss": peak["parent_pss"],
+            "peak_step": step_at(peak["at"] - (seconds - report["seconds"]), report["timing"])}
+
+
+def step_at(t: float, laps: dict[str, float]) -> str:
+    """The step of prepare (report.json's timing) running `t` seconds after prepare began
+    (the child's start-up before it is counted as the first step; what follows the last as
+    "report")."""
+    end = 0.0
+    for step, s in laps.items():
+        end += s
+        if t <= end:
+            return step
+    return "report"
 
 
 def main():
@@ -159,7 +180,7 @@ def main():
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
           f"{DOC_CHARS:,}-character documents")
     print(f"{'layout':<6} {'GB':>6} {'workers':>7} {'seconds':>8} {'MB/s':>6} {'s/GB':>6} "
-          f"{'peak PSS MB':>11} {'peak RSS MB':>11}")
+          f"{'peak PSS MB':>11} {'peak RSS MB':>11} {'parent PSS MB':>13}  peak during")
     for size in args.sizes:
         for layout in args.layouts:
             corpus = work / f"{layout}-{size:g}"
@@ -172,7 +193,8 @@ def main():
                 r = run_prepare(corpus, out, w, args.prepare_args.split())
                 mbps = n / 1e6 / r["seconds"]
                 print(f"{layout:<6} {n / 1e9:>6.2f} {w:>7} {r['seconds']:>8.1f} {mbps:>6.1f} "
-                      f"{r['seconds'] / (n / 1e9):>6.0f} {r['peak_pss'] / 1e6:>11.0f} {r['peak_rss'] / 1e6:>11.0f}",
+                      f"{r['seconds'] / (n / 1e9):>6.0f} {r['peak_pss'] / 1e6:>11.0f} {r['peak_rss'] / 1e6:>11.0f} "
+                      f"{r['parent_pss'] / 1e6:>13.0f}  {r['peak_step']}",
                       flush=True)
                 shutil.rmtree(out, ignore_errors=True)
             if not args.keep:

@@ -18,6 +18,7 @@ per file: its place in the input and in the work directory's report spill):
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -344,6 +345,15 @@ def learn_corpus(pool, sources: list[Source], cfg: PrepareConfig) -> tuple[dict 
     return learner.learned(), first
 
 
+def release_freed_memory() -> None:
+    """Hand back to the system the heap that learning filled and freed (the boilerplate table at
+    its cap), which glibc would otherwise keep for the rest of the run."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):   # not glibc: nothing to do
+        pass
+
+
 def clean_all(pool, sources: list[Source], first_docs: list[int], cfg: PrepareConfig, work: Path,
               learned: dict | None, char_counts: np.ndarray | None, samples: SamplePool,
               spill: ReportSpill) -> Cleaned:
@@ -633,6 +643,7 @@ def prepare(cfg: PrepareConfig) -> dict:
             del files, sizes   # (the sources name them: one Path object less per input file)
             clock.lap("survey")
             learned, first_docs = learn_corpus(pool, sources, cfg)
+            release_freed_memory()
             clock.lap("read + learn")
             spill = ReportSpill(work / "reports.pickle", len(piece_list(sources)))
             cleaned = clean_all(pool, sources, first_docs, cfg, work, learned, char_counts, samples, spill)

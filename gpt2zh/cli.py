@@ -172,10 +172,11 @@ def add_train(sub) -> None:
                                         "with --vocab set to the same)")
     p.add_argument("--batch-size", type=int, help="global batch in windows")
     p.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
-    p.add_argument("--lr", type=float, help=f"learning rate, fixed (no scheduler) after the preset's optional linear "
-                                            f"warm-up; presets: {_preset_lrs()}")
+    p.add_argument("--lr", type=float, help=f"learning rate, fixed after the preset's optional linear warm-up "
+                                            f"(until a --cooldown); presets: {_preset_lrs()}")
     p.add_argument("--optimizer", choices=["adamw", "muon"],
-                   help="adamw: the notes' recipe (every preset's default); muon: Muon on the transformer blocks' "
+                   help="adamw: the notes' recipe (the default of small, long and gpt2-chinese); muon (tiny's "
+                        "default, with --cooldown 0.25: best on the CPU benchmark): Muon on the transformer blocks' "
                         "matrices (Q, K and V each on its own) and AdamW on embeddings, norms and biases, at the "
                         "same --lr (see bench/RESULTS.md, 'Training recipes')")
     p.add_argument("--cooldown", type=float, metavar="FRAC",

@@ -122,10 +122,10 @@ class Growing:
 
 class Cleaned:
     """Every cleaned piece, as a few arrays: per piece how many documents it kept and the
-    width of its streams (which are in the work directory under its number); per document (numbered across the corpus in input order) its
-    SPANS and FACTS rows. Filled as pieces finish, in any order (`add`), then put in input
-    order once (`close`). Nothing per piece or document is a Python object: ~25 bytes a
-    piece and ~400 a document, however many files."""
+    width of its streams (which wait in the work directory under its number); per document
+    (numbered across the corpus in input order) its SPANS and FACTS rows. Filled as pieces
+    finish, in any order (`add`), then put in input order once (`close`). Nothing per piece or
+    document is a Python object: ~17 bytes a piece and ~400 a document, however many files."""
 
     def __init__(self, work: Path, pieces: int):
         self.work = work

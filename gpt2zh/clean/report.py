@@ -112,8 +112,10 @@ class FileReport:
     def balanced(self) -> bool:
         return self.input_chars == self.kept_chars + sum(self.dropped.values())
 
-    def merge(self, other: "FileReport") -> None:
-        """Add another report (a document of this file, or a file into the total)."""
+    def merge(self, other: "FileReport", listed: bool = True) -> None:
+        """Add another report (a document of this file, or a file into the total). `listed`:
+        its duplicates and unpunctuated documents too (the corpus total leaves them out: they
+        are listed file by file, and would grow with the corpus)."""
         self.bytes += other.bytes
         self.documents += other.documents
         self.input_chars += other.input_chars
@@ -132,8 +134,9 @@ class FileReport:
             mine["items"] = merge_samples(mine, s, self._rng())
             mine["seen"] += s["seen"]
         self.flagged += other.flagged[: max(0, MAX_FLAGGED - len(self.flagged))]
-        self.duplicates += other.duplicates
-        self.low_punctuation += other.low_punctuation
+        if listed:
+            self.duplicates += other.duplicates
+            self.low_punctuation += other.low_punctuation
         mine, theirs = self.unfinished, other.unfinished
         mine["items"] = merge_samples(mine, theirs, self._rng())
         mine["seen"] += theirs["seen"]
@@ -245,7 +248,7 @@ class ReportWriter:
         row = r.to_dict()
         self._f.write(("," if self.count else "") + "\n" + _json_body(row, 2))
         self.count += 1
-        self.total.merge(r)
+        self.total.merge(r, listed=False)
         self.balanced &= r.balanced()
         if len(self.rows) < self.detailed:
             self.rows.append(row)

@@ -56,9 +56,9 @@ def count_bad_lines(report: FileReport, bad_lines: BadLines | None) -> None:
         return
     report.input_chars += bad_lines.chars
     shown = 0
-    for lineno, line, why in bad_lines.samples:
-        report.add_drop(BAD_LINES, line, before=f"line {lineno:,}: ", after=f"  ({why})")
-        shown += len(line)
+    for lineno, shown_text, n, why in bad_lines.samples:
+        report.add_drop(BAD_LINES, shown_text, before=f"line {lineno:,}: ", after=f"  ({why})", count=n)
+        shown += n
     report.add_drops(BAD_LINES, bad_lines.chars - shown, bad_lines.lines - len(bad_lines.samples))
 
 

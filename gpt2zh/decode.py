@@ -117,15 +117,18 @@ class BadLines:
     """The lines of a JSON-lines file that hold no document (not JSON, or no "text" string),
     skipped under --skip-bad-lines: how many, their characters, and the first few."""
     SHOWN = 8
+    EDGE = 100          # characters kept of each end of a long line shown (one may be 64 MB)
 
     def __init__(self):
-        self.lines, self.chars, self.samples = 0, 0, []   # samples: (line number, the line, why)
+        self.lines, self.chars, self.samples = 0, 0, []   # samples: (line number, the line shown, its length, why)
 
     def add(self, lineno: int, line: str, why: str) -> None:
         self.lines += 1
         self.chars += len(line)
         if len(self.samples) < self.SHOWN:
-            self.samples.append((lineno, line, why))
+            e = self.EDGE
+            shown = line if len(line) <= 2 * e else f"{line[:e]} …[{len(line) - 2 * e:,} more]… {line[-e:]}"
+            self.samples.append((lineno, shown, len(line), why))
 
 
 def read_documents(path: Path, replace_bad_bytes: bool = False,

@@ -308,3 +308,15 @@ def test_report_json_written_file_by_file_reads_as_one_json_dump(tmp_path):
     assert list(whole) == ["files", "total", "samples", "balanced", "other_files", "split", "timing"]
     assert summary["files"] == rows[:2] and summary["file_count"] == 3 and summary["total"] == whole["total"]
     assert whole["other_files"]["duplicates"] == [] and whole["other_files"]["counts"]["duplicates"] == 0
+
+
+def test_a_long_bad_line_is_counted_whole_and_shown_cut(tmp_path):
+    from gpt2zh.corpus import raw_documents
+
+    src = tmp_path / "long.jsonl"
+    long_line = '{"text": "' + "梁山泊" * 20_000   # never closed: 60,010 characters of invalid JSON
+    src.write_text('{"text": "宋江"}\n' + long_line + "\n", encoding="utf-8")
+    report, raw = raw_documents(src, skip_bad_lines=True)
+    assert raw == ["宋江"] and report.dropped["bad_json_lines"] == len(long_line)
+    (before, shown, after), = report.samples["bad_json_lines"]["items"]
+    assert before == "line 2: " and len(shown) < 300 and "more]…" in shown and "invalid JSON" in after

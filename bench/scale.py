@@ -19,7 +19,6 @@ time.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -101,18 +100,23 @@ class Generator:
         return written
 
 
-def tree_memory(proc) -> tuple[int, int]:
-    """(PSS, RSS) summed over a process and its children."""
+def tree_memory(proc) -> tuple[int, int, int]:
+    """(PSS, RSS) summed over a process and its children, and the process's own PSS."""
     import psutil
 
-    pss = rss = 0
-    for p in [proc] + proc.children(recursive=True):
+    pss = rss = own = 0
+    try:
+        tree = [proc] + proc.children(recursive=True)
+    except psutil.NoSuchProcess:   # it has just ended: the sampler stops on the next turn
+        return 0, 0, 0
+    for p in tree:
         try:
             m = p.memory_full_info()
             pss, rss = pss + m.pss, rss + m.rss
+            own = m.pss if p is proc else own
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
-    return pss, rss
+    return pss, rss, own
 
 
 def run_prepare(inputs: Path, out: Path, workers: int, extra: list[str]) -> dict:
@@ -129,12 +133,10 @@ def run_prepare(inputs: Path, out: Path, workers: int, extra: list[str]) -> dict
 
     def sample():
         while not done.is_set():
-            pss, rss = tree_memory(proc)
+            pss, rss, own = tree_memory(proc)
             if pss > peak["pss"]:
                 peak.update(pss=pss, at=time.perf_counter() - t0)
-            peak["rss"] = max(peak["rss"], rss)
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                peak["parent_pss"] = max(peak["parent_pss"], proc.memory_full_info().pss)
+            peak["rss"], peak["parent_pss"] = max(peak["rss"], rss), max(peak["parent_pss"], own)
             done.wait(0.2)
 
     t = threading.Thread(target=sample, daemon=True)

@@ -157,8 +157,8 @@ def looping_model(corpora, tmp_path_factory):
     (d / "loop.txt").write_text("\n".join(["\n".join(paras)] * 1000), encoding="utf-8")
     prepare(PrepareConfig(inputs=[str(d / "loop.txt")], out=str(d / "shards"), num_shards=4, progress=False))
     run = RunConfig.from_name("tiny").override(["n_layer=2", "n_embd=64", "n_head=4", "n_ctx=64", "batch_size=16",
-                                                "dropout=0.0", "max_steps=300", "lr=3e-3", "optimizer=adamw", "cooldown=0", "eval_interval=300",
-                                                "save_steps=300", "log_interval=100"])
+                                                "dropout=0.0", "max_steps=300", "lr=3e-3", "optimizer=adamw", "cooldown=0",
+                                                "eval_interval=300", "save_steps=300", "log_interval=100"])
     train(TrainJob(str(d / "shards"), str(d / "run"), run, progress=False))
     return LongFormGenerator(d / "run", device="cpu"), paras[0][:10]
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..shards import write_error
+
 SAMPLES_PER_RULE = 8       # kept per file and rule (reservoir sampling)
 CONTEXT = 40               # characters of context on each side of a sampled drop
 MAX_SHOWN = 240            # a dropped span longer than this is shown cut in the middle
@@ -202,8 +204,6 @@ class ReportSpill:
         self._end = 0
 
     def put(self, piece: int, report: FileReport) -> None:
-        from ..shards import write_error
-
         data = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
         try:
             self._f.seek(self._end)

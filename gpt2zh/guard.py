@@ -13,8 +13,10 @@ Countermeasures, applied to the logits before each token is sampled:
   the sign-aware repetition penalty over the last `penalty_window` tokens; OpenAI's presence
   and frequency penalties over the text generated so far; DRY (stronger for a while after the
   detector fired); a focus penalty on the characters the text collapsed or fixated on, fading
-  over `focus_tokens`; a temperature raised after a firing and recovering over the same stretch;
-  and, in `rollback` mode, rolling back to before the trouble with the token that began it banned.
+  over `focus_tokens` (for a fixation: on every character of the word, a step higher each time a
+  sentence names it again while the window is still above the band); a temperature raised after a
+  firing and recovering over the same stretch; and, in `rollback` mode, rolling back to before the
+  trouble with the token that began it banned (for a fixation: only a sentence that names the word).
 After `max_failures` rollbacks without progress the sample stops (`stopped: repetition`).
 
 The engine only schedules: it asks the guard to adjust a row of logits, tells it each token,
@@ -33,6 +35,7 @@ from .sampling import SamplingConfig
 
 CHECK_EVERY = 8            # tokens between two collapse checks
 CROWD_LIMIT = 0.25         # a non-hanzi (，…) above this share of the last 200 characters is crowding
+FIXATION_STEPS = 4         # the fixation penalty grows to at most this many focus_penalty steps
 
 
 class Guard:
@@ -53,17 +56,23 @@ class Guard:
         # focus: token id -> (penalty, token index where it started); fades out over focus_tokens
         self.focus: dict[int, tuple[float, int]] = {}
         self.heat_from: int | None = None     # token index of the last firing (for the recovering temperature)
+        self.fixation_level = 0.0             # the focus penalty on the word the text fixated on
+        self.fixating = False                 # ... and whether it still is (above the p95)
         self.counts = torch.zeros(vocab_size) if cfg.presence_penalty or cfg.frequency_penalty else None
         self.stop = calibration.stop_set if calibration else frozenset()
         # density: the human p99 share (the penalty starts there); collapse: halfway from it to the
         # limit no human window passes (the detector fires there, before a reader would call it collapse)
         self.density_hi, self.collapse_hi, self.fixation_hi = COLLAPSE_LIMIT / 2, 0.75 * COLLAPSE_LIMIT, None
+        self.fixation_lo = None
         if calibration is not None:
             if calibration.band("collapse"):
                 self.density_hi = min(COLLAPSE_LIMIT, calibration.band("collapse")[1])
                 self.collapse_hi = collapse_alarm(self.density_hi)
             if calibration.band("fixation"):
                 self.fixation_hi = calibration.band("fixation")[1]
+                # released only at the p95: held at the p99, a reader still meets the word in every other sentence
+                self.fixation_lo = min(calibration.percentiles["fixation"].get("p95", self.fixation_hi),
+                                       self.fixation_hi)
         self._char_tokens: dict[str, list[int]] = {}
         # the last SHORT characters written, counted: what the density penalty reads
         self.recent: deque[str] = deque()
@@ -205,11 +214,27 @@ class Guard:
         if self.fixation_hi is not None and self.rc.lexical:
             window = self.table.text(tokens[-LONG:])[-LONG:]
             if len(window) >= LONG:
-                share, c, _ = fixation(window, self.stop)
-                if share > self.fixation_hi:
-                    self._focus_on(c, len(tokens) - n_tok)
-                    return "fixation", n_tok
+                share, c, word = fixation(window, self.stop)
+                # a text that fixated once is watched from the p95 on: caught only at the p99 again,
+                # its windows would climb back to the edge of the band each time the penalty fades
+                if share > (self.fixation_lo if self.fixation_level else self.fixation_hi):
+                    return self._fixated(c, word, sentence, len(tokens), n_tok)
+        # released: the penalty fades out over focus_tokens; its level is kept for the next time
+        self.fixating = False
         return None, None
+
+    def _fixated(self, char: str, word: str, sentence: str, n: int, n_tok: int) -> tuple[str | None, int | None]:
+        """The last 1,000 characters are fixated on `word`. The window stays above the band for
+        many sentences after the cure begins, so a sentence without the word is the cure: it only
+        keeps the penalty fresh. A sentence that holds it again raises the penalty one step (a model
+        trained into the fixation outbids any fixed one) and is rolled back."""
+        if char not in sentence and self.fixating:
+            self._focus_on(word, n, self.fixation_level)
+            return None, None
+        self.fixating = True
+        self.fixation_level = min(self.fixation_level + self.rc.focus_penalty, FIXATION_STEPS * self.rc.focus_penalty)
+        self._focus_on(word, n - n_tok, self.fixation_level)
+        return "fixation", n_tok
 
     def _collapse(self, tokens: list[int]) -> tuple[str | None, int | None]:
         window = self.table.text(tokens[-SHORT:])[-SHORT:]
@@ -220,12 +245,14 @@ class Guard:
         self._focus_on(c, len(tokens) - back)
         return "collapse", back
 
-    def _focus_on(self, char: str, since: int) -> None:
-        """Penalize the tokens holding `char` from token index `since`, fading over focus_tokens."""
-        if not char or self.rc.focus_penalty <= 0:
+    def _focus_on(self, chars: str, since: int, penalty: float | None = None) -> None:
+        """Penalize the tokens holding any of `chars` from token index `since`, fading over focus_tokens."""
+        penalty = self.rc.focus_penalty if penalty is None else penalty
+        if not chars or penalty <= 0:
             return
-        for i in self._tokens_of(char):
-            self.focus[i] = (self.rc.focus_penalty, since)
+        for c in set(chars):
+            for i in self._tokens_of(c):
+                self.focus[i] = (penalty, since)
 
     # -- a rollback
 

@@ -128,7 +128,8 @@ class RepetitionConfig:
     boost: float = 4.0            # after the detector fires, DRY at this many times max(multiplier, 0.5)
     boost_tokens: int = 200       # ... for this many tokens
     focus_penalty: float = knob(3.0, "after collapse or fixation: logit penalty on the characters it fixed on, "
-                                     "fading over --focus-tokens (0 = off)", 0.0, 100.0)
+                                     "fading over --focus-tokens; raised a step (to 4x at most) each time a fixation "
+                                     "persists (0 = off)", 0.0, 100.0)
     focus_tokens: int = knob(300, "tokens over which the focus penalty and the raised temperature fade", 1, 100_000)
     density_penalty: float = knob(0.0, "logit penalty per occurrence of a character beyond the human p99 share "
                                        "of the last 200 characters (stops collapse before it sets in; 0 = off)",

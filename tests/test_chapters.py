@@ -4,6 +4,7 @@ test: a tiny model trained until it fixates on one word is caught, and the guard
 from __future__ import annotations
 
 import json
+import random
 import re
 import shutil
 import subprocess
@@ -143,11 +144,61 @@ def test_the_yihuo_model_is_caught_and_brought_back(yihuo_run):
     # off: on a model this small the default penalty (1.3) buys the fixation back with salad (the
     # reference judged 73% of its windows out of band; bench/RESULTS.md has the same on the
     # over-trained model)
-    on = gen.generate("却说那大圣", SamplingConfig(length=3000, seed=1, repetition_penalty=1.0))[0]
-    w_on = on["measures"]["windows"]
-    assert on["report"]["fired_by"].get("fixation", 0) >= 1                # the detector fired on it
-    assert not on["status"].startswith("fixated"), on["status"]
-    assert w_on["fixation"]["share_out"] <= 0.2                            # back inside the human band
-    assert max(w_on["collapse"]["values"]) <= COLLAPSE_LIMIT
-    # ... without buying it with salad: the reference judges no more windows out of band than before
-    assert w_on["guard"]["share_out"] <= w_off["guard"]["share_out"] + 0.1
+    # several seeds: a countermeasure that holds on one trajectory only is luck (seeds 4-8 are
+    # kept out of the test; bench/RESULTS.md has all eight)
+    for seed in (1, 2, 3):
+        on = gen.generate("却说那大圣", SamplingConfig(length=3000, seed=seed, repetition_penalty=1.0))[0]
+        w_on = on["measures"]["windows"]
+        assert on["report"]["fired_by"].get("fixation", 0) >= 1, seed          # the detector fired on it
+        assert not on["status"].startswith("fixated"), (seed, on["status"])
+        # back inside the human band after the first window (the detector needs 1,000 characters)
+        assert w_on["fixation"]["share_out"] <= 0.2, seed
+        assert max(w_on["collapse"]["values"]) <= COLLAPSE_LIMIT, seed
+        # ... without buying it with salad: the reference judges no more windows out of band than before
+        assert w_on["guard"]["share_out"] <= w_off["guard"]["share_out"] + 0.1, seed
+
+
+def test_the_fixation_penalty_rises_while_the_word_persists_and_spares_the_cure():
+    from gpt2zh.decoding import TokenTable
+    from gpt2zh.guard import Guard
+    from gpt2zh.sampling import SamplingConfig
+
+    rng = random.Random(0)
+    filler = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉"
+    chars = sorted(set(filler + "异火。"))
+    table = TokenTable(tok=None, pieces=chars, banned=[], eos_id=None)
+    ids = {c: i for i, c in enumerate(chars)}
+    cal = Calibration({"fixation": {"p1": 0.1, "p99": 0.5}}, stop="", source={})
+    cfg = SamplingConfig(length=3000, repetition_penalty=1.0)
+    step = cfg.repetition.focus_penalty
+    guard = Guard(cfg, table, prompt=[], sentence_end_ids={ids["。"]}, calibration=cal, vocab_size=len(chars))
+    tokens: list[int] = []
+
+    def write(word: str) -> int:
+        """One sentence, as the engine writes it: a rollback cuts the tokens the guard asks."""
+        s = "".join(rng.sample(filler, 9))
+        for c in s[:3] + word + s[3:] + "。":
+            tokens.append(ids[c])
+            back = guard.observe(tokens, len(tokens), unstreamed=len(tokens))
+            if back:
+                removed = tokens[-back:]
+                del tokens[-back:]
+                guard.forget(tokens, removed, len(tokens))
+                return back
+        return 0
+
+    def penalty(c: str) -> float:
+        return guard.focus[ids[c]][0]
+
+    while not write("异火"):                          # every sentence names 异火 until the detector fires
+        assert len(tokens) < 1200
+    assert len(tokens) >= 1000 - 12 and guard.events.reasons["rollback:fixation"] == 1
+    assert penalty("异") == penalty("火") == step     # the whole word, not one of its characters
+    # a sentence without the word is the cure: kept, not a firing, the penalty held where it is
+    fired = guard.events.fired
+    assert write("") == 0 and guard.events.fired == fired and penalty("异") == step
+    # the word again while the window is still fixated: rolled back, and the penalty a step higher
+    assert write("异火") == 12 and penalty("异") == penalty("火") == 2 * step
+    for _ in range(6):
+        write("异火")
+    assert penalty("异") == 4 * step                  # and no higher

@@ -86,7 +86,9 @@ def fixation(window: str, stop: frozenset) -> tuple[float, str, str]:
         return 0.0, "", ""
     held = Counter()
     for s in sents:
-        held.update({c for c in s if is_hanzi(c) and c not in stop})
+        # once per sentence, in the order written: a set's order follows PYTHONHASHSEED, and 异 and
+        # 火 tie in every sentence, so the run would name a different character from one start to the next
+        held.update(dict.fromkeys(c for c in s if is_hanzi(c) and c not in stop).keys())
     if not held:
         return 0.0, "", ""
     c, n = held.most_common(1)[0]

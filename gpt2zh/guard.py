@@ -250,7 +250,7 @@ class Guard:
         penalty = self.rc.focus_penalty if penalty is None else penalty
         if not chars or penalty <= 0:
             return
-        for c in set(chars):
+        for c in dict.fromkeys(chars):
             for i in self._tokens_of(c):
                 self.focus[i] = (penalty, since)
 

@@ -4,6 +4,7 @@ test: a tiny model trained until it fixates on one word is caught, and the guard
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -42,6 +43,16 @@ def test_collapse_and_fixation_on_human_text_and_on_the_failures(xiyouji):
     yihuo = "".join(s[:3] + "异火" + s[3:] for s in sentences)   # every sentence names the same word
     share, char, word = fixation(yihuo[:1000], stop)
     assert share > np.percentile(human, 99) + 0.2 and word == "异火" and char in word
+
+
+def test_fixation_names_the_same_character_whatever_the_hash_seed():
+    # 异 and 火 stand in every sentence together: the tie goes to the one written first, in every
+    # process (a set's order follows PYTHONHASHSEED; it made the same --seed write another chapter)
+    code = ("from gpt2zh.degeneration import fixation; "
+            "print(fixation('他说火异不好。' + '我见异火了。' * 5 + '异火烧山。', frozenset('了')))")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(h)}).stdout for h in range(6)}
+    assert len(outs) == 1 and "'火'" in outs.pop()
 
 
 def test_the_reference_is_a_distribution_and_prefers_human_text(xiyouji, tmp_path):

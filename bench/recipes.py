@@ -39,6 +39,7 @@ RECIPES = {
     "AdamW + cool-down 25%": ["optimizer=adamw", "cooldown=0.25"],
     "Muon + cool-down 25%": ["optimizer=muon", "cooldown=0.25"],
     "Muon, fixed": ["optimizer=muon", "cooldown=0"],
+    "Muon + cool-down 25%, fp32 Newton-Schulz": ["optimizer=muon", "cooldown=0.25", "muon_precision=fp32"],
 }
 SHAPES = {"2x128": ["n_layer=2", "n_head=2", "n_embd=128"], "4x256": ["n_layer=4", "n_head=4", "n_embd=256"],
           "6x384": ["n_layer=6", "n_head=6", "n_embd=384"]}
@@ -86,11 +87,14 @@ PART1 = {"tiny": ["n_layer=4", "n_head=4", "n_embd=256", "n_ctx=128", "batch_siz
          "small": ["lr=3e-4"]}
 
 
-def part1(data: Path, work: Path, steps: int, eval_every: int, config: str) -> list[dict]:
+def part1(data: Path, work: Path, steps: int, eval_every: int, config: str, only: list[str] | None = None) -> list[dict]:
+    """Every recipe (or those numbered in `only`, 0 always: the others are measured against it)."""
     common = PART1[config] + ["warmup_steps=50", f"max_steps={steps}", f"eval_interval={eval_every}",
                               "eval_max_tokens=none", f"save_steps={steps}", "log_interval=25", "seed=1337"]
     rows = []
     for name, items in RECIPES.items():
+        if only and name not in only:
+            continue
         t0 = time.time()
         r = run(data, work / f"recipe-{len(rows)}", common + items, preset=config)
         res = r["results"]
@@ -196,6 +200,9 @@ def main() -> int:
                     help="part 1's shape: tiny (4 x 256, n_ctx 128, batch 16: the CPU benchmark) or small (the "
                          "preset: for a GPU)")
     ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--recipes", type=int, nargs="+", choices=range(len(RECIPES)), metavar="N",
+                    help="part 1: only these recipes, by number (" + "; ".join(f"{i}: {n}" for i, n in enumerate(RECIPES)).replace("%", "%%")
+                         + "); 0 always runs")
     ap.add_argument("--budget", type=float, default=15.0, help="minutes per grid run")
     ap.add_argument("--grid-optimizer", default="muon")
     ap.add_argument("--cells", nargs="+", help="part 2: only these runs (e.g. 2x128-0.001 baseline auto), so that "
@@ -215,7 +222,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gpt2zh-recipes-") as tmp:
         work = Path(tmp)
         data = prepare_novels(Path(args.corpora), work)
-        p1 = part1(data, work, args.steps, args.eval_every, args.config) if "1" in args.parts else None
+        only = [list(RECIPES)[i] for i in sorted({0, *args.recipes})] if args.recipes else None
+        p1 = part1(data, work, args.steps, args.eval_every, args.config, only) if "1" in args.parts else None
         p2 = part2(data, work, args.budget, args.grid_optimizer, args.cells) if "2" in args.parts else None
     if args.json:
         Path(args.json).write_text(json.dumps({"part1": p1, "part2": p2}, indent=1), encoding="utf-8")

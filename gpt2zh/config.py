@@ -58,6 +58,7 @@ class TrainConfig:
     cooldown: float = 0.0        # a linear decay to 0 over this last fraction of the steps (or of --max-minutes)
     optimizer: str = "adamw"     # adamw | muon (Muon on the blocks' matrices, AdamW on the rest)
     muon_momentum: float = 0.95
+    muon_precision: str = "auto"  # Newton-Schulz in: auto (bf16 where matmuls run natively in it) | fp32 | bf16
     weight_decay: float = 0.01
     beta1: float = 0.9
     beta2: float = 0.999
@@ -89,6 +90,8 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be adamw or muon, got {self.optimizer!r}")
         if not 0 <= self.muon_momentum < 1:
             raise ConfigError(f"muon_momentum must be in [0, 1), got {self.muon_momentum}")
+        if self.muon_precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"muon_precision must be auto, fp32 or bf16, got {self.muon_precision!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         for name in ("compile", "fused_adamw"):

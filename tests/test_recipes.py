@@ -14,7 +14,7 @@ import torch
 
 from conftest import TINY
 from gpt2zh.config import ConfigError, RunConfig
-from gpt2zh.optim import Muon, Schedule, hidden_matrices, make_optimizers, orthogonalize
+from gpt2zh.optim import Muon, Schedule, fast_dtype, hidden_matrices, make_optimizers, orthogonalize
 from gpt2zh.train import TrainingError, TrainJob, checkpoints, train
 
 
@@ -60,12 +60,18 @@ def test_muons_update_reads_the_same_in_either_layout():
     # and c_attn's three blocks are orthogonalized as three matrices
     q = torch.nn.Parameter(w.clone())
     q.grad = g.clone()
-    Muon([{"params": [q], "blocks": 3}], lr=0.01, momentum=0.0, nesterov=False).step()
+    Muon([{"params": [q], "blocks": 3}], lr=0.01, momentum=0.0, nesterov=False, ns_dtype=torch.float32).step()
     parts = [orthogonalize(g[:, i * 64:(i + 1) * 64]) for i in range(3)]
     expected = w - 0.01 * 0.2 * math.sqrt(64) * torch.cat(parts, dim=1)
     assert torch.allclose(q.detach(), expected, atol=1e-5)
     s = torch.linalg.svdvals(orthogonalize(g))                            # roughly orthogonal
     assert 0.5 < s.min() and s.max() < 1.3
+    # in bf16 (what Muon uses where the hardware multiplies in it): the same matrix, to bf16's precision
+    fast = orthogonalize(g, dtype=torch.bfloat16)
+    assert fast.dtype == g.dtype and (fast - orthogonalize(g)).norm() / orthogonalize(g).norm() < 0.05
+    s = torch.linalg.svdvals(fast)
+    assert 0.5 < s.min() and s.max() < 1.3
+    assert fast_dtype(torch.device("cpu")) in (torch.bfloat16, torch.float32)
 
 
 def test_the_schedule_warms_up_holds_and_cools_by_steps_or_time():

@@ -90,6 +90,8 @@ def test_bad_recipe_settings_are_config_errors():
         tiny("optimizer=sgd")
     with pytest.raises(ConfigError, match="cooldown"):
         tiny("cooldown=1.5")
+    with pytest.raises(ConfigError, match="muon_precision must be auto, fp32 or bf16"):
+        tiny("muon_precision=fp16")
 
 
 

@@ -154,8 +154,9 @@ def choose(candidates: list[Candidate], budget_s: float, data_tokens: int) -> Ca
 
 def recipe_for(c: Candidate, data_tokens: int) -> tuple[float, float]:
     """(learning rate, dropout): the rate falls with width as the notes' presets do (3e-4 at
-    768), dropout rises with the passes over the data."""
-    lr = 1e-3 if c.shape.n_embd <= 256 else 6e-4 if c.shape.n_embd <= 512 else 3e-4
+    768); up to 384 wide, 3e-3 (with Muon and the cool-down it beat 1e-3 at 128, 256 and 384 in
+    the 15-minute grid, bench/RESULTS.md); dropout rises with the passes over the data."""
+    lr = 3e-3 if c.shape.n_embd <= 384 else 6e-4 if c.shape.n_embd <= 512 else 3e-4
     epochs = c.tokens / max(1, data_tokens)
     dropout = 0.0 if epochs <= 1 else 0.1 if epochs <= 4 else 0.2
     return lr, dropout

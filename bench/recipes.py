@@ -87,7 +87,8 @@ PART1 = {"tiny": ["n_layer=4", "n_head=4", "n_embd=256", "n_ctx=128", "batch_siz
          "small": ["lr=3e-4"]}
 
 
-def part1(data: Path, work: Path, steps: int, eval_every: int, config: str, only: list[str] | None = None) -> list[dict]:
+def part1(data: Path, work: Path, steps: int, eval_every: int, config: str,
+          only: list[str] | None = None) -> list[dict]:
     """Every recipe (or those numbered in `only`, 0 always: the others are measured against it)."""
     common = PART1[config] + ["warmup_steps=50", f"max_steps={steps}", f"eval_interval={eval_every}",
                               "eval_max_tokens=none", f"save_steps={steps}", "log_interval=25", "seed=1337"]
@@ -201,8 +202,8 @@ def main() -> int:
                          "preset: for a GPU)")
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--recipes", type=int, nargs="+", choices=range(len(RECIPES)), metavar="N",
-                    help="part 1: only these recipes, by number (" + "; ".join(f"{i}: {n}" for i, n in enumerate(RECIPES)).replace("%", "%%")
-                         + "); 0 always runs")
+                    help="part 1: only these recipes, by number ("
+                         + "; ".join(f"{i}: {n}" for i, n in enumerate(RECIPES)).replace("%", "%%") + "); 0 always runs")
     ap.add_argument("--budget", type=float, default=15.0, help="minutes per grid run")
     ap.add_argument("--grid-optimizer", default="muon")
     ap.add_argument("--cells", nargs="+", help="part 2: only these runs (e.g. 2x128-0.001 baseline auto), so that "

@@ -70,7 +70,7 @@ class Guard:
                 self.collapse_hi = collapse_alarm(self.density_hi)
             if calibration.band("fixation"):
                 self.fixation_hi = calibration.band("fixation")[1]
-                # released only at the p95: held at the p99, a reader still meets the word in every other sentence
+                # once a text fixated it is watched from the p95 (see _sentence_end)
                 self.fixation_lo = min(calibration.percentiles["fixation"].get("p95", self.fixation_hi),
                                        self.fixation_hi)
         self._char_tokens: dict[str, list[int]] = {}

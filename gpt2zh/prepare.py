@@ -19,6 +19,7 @@ per file: its place in the input and in the work directory's report spill):
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import shutil
@@ -86,69 +87,50 @@ SPANS = np.dtype([("chars", "i8"), ("train", "i8", 2), ("val", "i8", 2)])
 @dataclass
 class CleanedPiece:
     """What a worker sends back for one piece (a whole small file, or a piece of a large one):
-    the report, each kept document's facts for the corpus-level steps as rows of two small
-    arrays, and the character counts of its training text (a character vocabulary only; the
-    parent adds them up and lets them go). Its documents wait in the work directory: two
-    streams of code points (train and val; each document followed by NUL, uint16 when the
-    piece has no character beyond the BMP, 2 bytes a character, less than the UTF-8 of
-    hanzi), and each document's minhash and name, read back only for the documents that
-    deduplication compares or names."""
+    the report, how many documents it kept, and the character counts of its training text (a
+    character vocabulary only; the parent adds them up and lets them go). Its documents wait in
+    the work directory: two streams of code points (train and val; each document followed by
+    NUL, uint16 when the piece has no character beyond the BMP, 2 bytes a character, less than
+    the UTF-8 of hanzi); each kept document's facts for the corpus-level steps as rows of two
+    small arrays (SPANS, FACTS), read back once every piece is cleaned; and each document's
+    minhash and name, read back only for the documents that deduplication compares or names."""
 
     file: int                    # index of its file in the input list
     report: FileReport
-    spans: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=SPANS))
-    facts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=FACTS))
+    documents: int = 0
     wide: bool = False           # its streams are uint32
     counts: tuple | None = None
 
 
-class Growing:
-    """Rows appended to one array whose capacity doubles: no object per append."""
-
-    def __init__(self, dtype):
-        self._a, self.n = np.zeros(1024, dtype=dtype), 0
-
-    def append(self, rows: np.ndarray) -> int:
-        """Append `rows`; the index of the first."""
-        while self.n + len(rows) > len(self._a):
-            self._a = np.concatenate([self._a, np.zeros_like(self._a)])
-        self._a[self.n:self.n + len(rows)] = rows
-        self.n += len(rows)
-        return self.n - len(rows)
-
-    def array(self) -> np.ndarray:
-        return self._a[:self.n]
-
-
 class Cleaned:
-    """Every cleaned piece, as a few arrays: per piece how many documents it kept and the
-    width of its streams (which wait in the work directory under its number); per document
-    (numbered across the corpus in input order) its SPANS and FACTS rows. Filled as pieces
-    finish, in any order (`add`), then put in input order once (`close`). Nothing per piece or
-    document is a Python object: ~17 bytes a piece and ~400 a document, however many files."""
+    """Every cleaned piece: per piece how many documents it kept and the width of its streams
+    (which wait in the work directory under its number); once every piece is in (`close`), per
+    document (numbered across the corpus in input order) its SPANS and FACTS rows. While the
+    workers clean, this process holds ~17 bytes a piece and nothing per document, so that the
+    peak of the whole run (the workers at work) does not grow with the corpus; afterwards ~360
+    bytes a document."""
 
     def __init__(self, work: Path, pieces: int):
         self.work = work
         self.count = np.zeros(pieces, dtype=np.int64)   # documents kept
         self.wide = np.zeros(pieces, dtype=bool)
-        self.first = np.zeros(pieces, dtype=np.int64)   # the number of its first document (arrival order until close)
-        self._spans, self._facts = Growing(SPANS), Growing(FACTS)
+        self.first = np.zeros(pieces, dtype=np.int64)   # the number of its first document
 
     def __len__(self) -> int:
         return len(self.count)
 
     def add(self, p: int, c: CleanedPiece) -> None:
-        self.count[p], self.wide[p] = len(c.spans), c.wide
-        self.first[p] = self._spans.append(c.spans)
-        self._facts.append(c.facts)
+        self.count[p], self.wide[p] = c.documents, c.wide
 
     def close(self) -> None:
-        """Documents renumbered in input order."""
-        arrival, n = self.first, self.count
+        """Every piece's rows read back, in input order."""
+        n = self.count
         self.first = np.cumsum(n) - n
-        order = np.repeat(arrival - self.first, n) + np.arange(int(n.sum()))   # input position -> arrival row
-        self.spans, self.facts = self._spans.array()[order], self._facts.array()[order]
-        del self._spans, self._facts
+        self.spans, self.facts = np.zeros(int(n.sum()), dtype=SPANS), np.zeros(int(n.sum()), dtype=FACTS)
+        for p in np.flatnonzero(n):
+            d = self.docs(int(p))
+            self.spans[d] = np.fromfile(f"{self.path(int(p))}.spans", dtype=SPANS)
+            self.facts[d] = np.fromfile(f"{self.path(int(p))}.facts", dtype=FACTS)
 
     @property
     def documents(self) -> int:
@@ -240,17 +222,23 @@ def _clean(args) -> CleanedPiece:
     for a, suffix in zip(streams, ("train", "val")):
         write_array(Path(f"{out}.{suffix}"), a.astype(np.uint32 if wide else np.uint16))
     write_array(Path(f"{out}.minhash"), minhashes)
+    write_array(Path(f"{out}.spans"), spans)
+    write_array(Path(f"{out}.facts"), rows)
     names_path = Path(f"{out}.names")
     try:
         names_path.write_text(json.dumps(names, ensure_ascii=False), encoding="utf-8")
     except OSError as e:
         raise write_error(names_path, e) from None
-    return CleanedPiece(file, report, spans, rows, wide, counts)
+    return CleanedPiece(file, report, len(spans), wide, counts)
 
 
 def _indexed(args):
     fn, i, job = args
-    return i, fn(job)
+    r = fn(job)
+    # a worker hands back the heap one job filled before it takes the next: glibc would keep
+    # it, and a worker that has cleaned many pieces would hold more than one that cleaned few
+    release_freed_memory()
+    return i, r
 
 
 def run_parallel(pool, fn, jobs: list, sizes: list[int], desc: str, progress: bool, unit: str = "file"):
@@ -345,13 +333,71 @@ def learn_corpus(pool, sources: list[Source], cfg: PrepareConfig) -> tuple[dict 
     return learner.learned(), first
 
 
-def release_freed_memory() -> None:
-    """Hand back to the system the heap that learning filled and freed (the boilerplate table at
-    its cap), which glibc would otherwise keep for the rest of the run."""
+@functools.lru_cache(maxsize=1)
+def _libc_trim():
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):   # not glibc: nothing to do
-        pass
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand back to the system the heap that was filled and freed, which glibc would otherwise
+    keep for the rest of the process."""
+    trim = _libc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _learn_with_pool(sources: list[Source], cfg: PrepareConfig) -> tuple[dict | None, list[int]]:
+    with worker_pool(cfg.workers, len(piece_list(sources))) as pool:
+        return learn_corpus(pool, sources, cfg)
+
+
+def learn_apart(sources: list[Source], cfg: PrepareConfig) -> tuple[dict | None, list[int]]:
+    """`learn_corpus` in a forked child with workers of its own, its result sent back: the
+    boilerplate table it fills (up to its cap, more of it the larger the corpus) would leave
+    its heap behind in this process for the rest of the run, fragmented past what malloc_trim
+    can return (16 MB more at 4 GB than at 1 GB, measured)."""
+    pieces = piece_list(sources)
+    if len(pieces) == 1 and pieces[0][1].whole:
+        return learn_corpus(None, sources, cfg)
+    ctx = get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_send_result, args=(send, _learn_with_pool, (sources, cfg)), name="gpt2zh-learn")
+    child.start()
+    send.close()
+    try:
+        ok, value = recv.recv()
+    except EOFError:
+        child.join()
+        raise RuntimeError(f"gpt2zh prepare: the process learning the corpus ended without a result "
+                           f"(exit code {child.exitcode}; out of memory?)") from None
+    except BaseException:   # Ctrl-C or SIGTERM here: the child ends its workers and goes too
+        child.terminate()
+        raise
+    finally:
+        recv.close()
+        child.join()
+    if not ok:
+        raise value
+    return value
+
+
+def _send_result(send, fn, args) -> None:
+    try:
+        result = (True, fn(*args))
+    except BaseException as e:   # the parent raises it (a bad JSONL line names its file and line)
+        result = (False, e)
+    try:
+        try:
+            send.send(result)
+        except OSError:   # the parent has stopped listening (interrupted)
+            pass
+        except Exception:   # an exception that does not pickle: its message, at least
+            send.send((False, RuntimeError(f"{type(result[1]).__name__}: {result[1]}")))
+    finally:
+        send.close()
 
 
 def clean_all(pool, sources: list[Source], first_docs: list[int], cfg: PrepareConfig, work: Path,
@@ -642,8 +688,7 @@ def prepare(cfg: PrepareConfig) -> dict:
             sources = survey_all(pool, files, sizes, cfg)
             del files, sizes   # (the sources name them: one Path object less per input file)
             clock.lap("survey")
-            learned, first_docs = learn_corpus(pool, sources, cfg)
-            release_freed_memory()
+            learned, first_docs = learn_apart(sources, cfg)
             clock.lap("read + learn")
             spill = ReportSpill(work / "reports.pickle", len(piece_list(sources)))
             cleaned = clean_all(pool, sources, first_docs, cfg, work, learned, char_counts, samples, spill)

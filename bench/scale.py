@@ -11,7 +11,8 @@ stays common: a cipher over all hanzi alike reads as garbage to the cleaning rul
     txt     one .txt file per document, in folders of 1,000
 Each size runs `python -m gpt2zh prepare` in a child process; a sampler reads the PSS and
 RSS of the process and all its children every 0.2 s (PSS counts a page shared by forked
-workers once; RSS counts it in each), and the parent's own PSS; the step of prepare running
+workers once; RSS counts it in each), the parent's own PSS and the largest of one child (a
+worker, or the child that learns the corpus); the step of prepare running
 at the peak is read from report.json's timing. Throughput is input bytes per second of wall
 time.
   python bench/scale.py [--sizes 0.25 1 4] [--layouts jsonl txt] [--workers 2] [--work DIR --keep]
@@ -100,23 +101,27 @@ class Generator:
         return written
 
 
-def tree_memory(proc) -> tuple[int, int, int]:
-    """(PSS, RSS) summed over a process and its children, and the process's own PSS."""
+def tree_memory(proc) -> tuple[int, int, int, int]:
+    """(PSS, RSS) summed over a process and its children, the process's own PSS, and the
+    largest PSS of one of its children (a worker)."""
     import psutil
 
-    pss = rss = own = 0
+    pss = rss = own = child = 0
     try:
         tree = [proc] + proc.children(recursive=True)
     except psutil.NoSuchProcess:   # it has just ended: the sampler stops on the next turn
-        return 0, 0, 0
+        return 0, 0, 0, 0
     for p in tree:
         try:
             m = p.memory_full_info()
             pss, rss = pss + m.pss, rss + m.rss
-            own = m.pss if p is proc else own
+            if p is proc:
+                own = m.pss
+            else:
+                child = max(child, m.pss)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
-    return pss, rss, own
+    return pss, rss, own, child
 
 
 def run_prepare(inputs: Path, out: Path, workers: int, extra: list[str]) -> dict:
@@ -128,15 +133,16 @@ def run_prepare(inputs: Path, out: Path, workers: int, extra: list[str]) -> dict
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     proc = psutil.Process(child.pid)
-    peak = {"pss": 0, "rss": 0, "at": 0.0, "parent_pss": 0}
+    peak = {"pss": 0, "rss": 0, "at": 0.0, "parent_pss": 0, "worker_pss": 0}
     done = threading.Event()
 
     def sample():
         while not done.is_set():
-            pss, rss, own = tree_memory(proc)
+            pss, rss, own, worker = tree_memory(proc)
             if pss > peak["pss"]:
                 peak.update(pss=pss, at=time.perf_counter() - t0)
             peak["rss"], peak["parent_pss"] = max(peak["rss"], rss), max(peak["parent_pss"], own)
+            peak["worker_pss"] = max(peak["worker_pss"], worker)
             done.wait(0.2)
 
     t = threading.Thread(target=sample, daemon=True)
@@ -149,6 +155,7 @@ def run_prepare(inputs: Path, out: Path, workers: int, extra: list[str]) -> dict
         raise SystemExit(f"prepare failed ({child.returncode}): {err[-2000:]}")
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     return {"seconds": seconds, "peak_pss": peak["pss"], "peak_rss": peak["rss"], "parent_pss": peak["parent_pss"],
+            "worker_pss": peak["worker_pss"],
             "peak_step": step_at(peak["at"] - (seconds - report["seconds"]), report["timing"])}
 
 
@@ -182,7 +189,7 @@ def main():
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
           f"{DOC_CHARS:,}-character documents")
     print(f"{'layout':<6} {'GB':>6} {'workers':>7} {'seconds':>8} {'MB/s':>6} {'s/GB':>6} "
-          f"{'peak PSS MB':>11} {'peak RSS MB':>11} {'parent PSS MB':>13}  peak during")
+          f"{'peak PSS MB':>11} {'peak RSS MB':>11} {'parent PSS MB':>13} {'worker PSS MB':>13}  peak during")
     for size in args.sizes:
         for layout in args.layouts:
             corpus = work / f"{layout}-{size:g}"
@@ -196,7 +203,7 @@ def main():
                 mbps = n / 1e6 / r["seconds"]
                 print(f"{layout:<6} {n / 1e9:>6.2f} {w:>7} {r['seconds']:>8.1f} {mbps:>6.1f} "
                       f"{r['seconds'] / (n / 1e9):>6.0f} {r['peak_pss'] / 1e6:>11.0f} {r['peak_rss'] / 1e6:>11.0f} "
-                      f"{r['parent_pss'] / 1e6:>13.0f}  {r['peak_step']}",
+                      f"{r['parent_pss'] / 1e6:>13.0f} {r['worker_pss'] / 1e6:>13.0f}  {r['peak_step']}",
                       flush=True)
                 shutil.rmtree(out, ignore_errors=True)
             if not args.keep:

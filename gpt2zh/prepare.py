@@ -197,7 +197,8 @@ def _clean(args) -> CleanedPiece:
     spans, rows = np.zeros(len(docs), dtype=SPANS), np.zeros(len(docs), dtype=FACTS)
     minhashes = np.zeros((len(docs), BINS), dtype=np.uint64)
     t_pos = v_pos = 0
-    for k, d in enumerate(docs):
+    for k in range(len(docs)):
+        d, docs[k] = docs[k], None   # (its text goes once split: a worker's peak is a few copies of its piece)
         tr, va = split_document(d.text, val_fraction)
         t_len, v_len = (len(tr) + 1 if tr else 0), (len(va) + 1 if va else 0)   # (+1: its NUL)
         trains += [tr] if tr else []
@@ -211,16 +212,19 @@ def _clean(args) -> CleanedPiece:
         t_pos, v_pos = t_pos + t_len, v_pos + v_len
     del docs
     out = str(Path(work) / f"{index:06d}")
-    streams = [_code_points(trains), _code_points(vals)]
+    streams = [_code_points(trains)]
+    del trains
+    streams.append(_code_points(vals))
+    del vals
     counts = None
     if char_vocab:
-        n = np.bincount(streams[0])
+        n = char_histogram(streams[0])
         n[0] = 0   # the NULs that end documents
         cps = np.flatnonzero(n)
         counts = (cps, n[cps])
-    wide = any(int(a.max(initial=0)) >= 0x10000 for a in streams)
+    wide = any(a.dtype == np.uint32 for a in streams)
     for a, suffix in zip(streams, ("train", "val")):
-        write_array(Path(f"{out}.{suffix}"), a.astype(np.uint32 if wide else np.uint16))
+        write_array(Path(f"{out}.{suffix}"), a.astype(np.uint32, copy=False) if wide else a)
     write_array(Path(f"{out}.minhash"), minhashes)
     write_array(Path(f"{out}.spans"), spans)
     write_array(Path(f"{out}.facts"), rows)
@@ -268,7 +272,7 @@ def _quiet_worker() -> None:
 
 @contextmanager
 def worker_pool(workers: int, n_jobs: int):
-    """One pool of forked workers for every parallel step (starting one costs ~20 ms)."""
+    """A pool of forked workers for one parallel step (starting one costs ~20 ms)."""
     if workers <= 1 or n_jobs <= 1:
         yield None
         return
@@ -537,10 +541,27 @@ def char_lookup(tok, dtype) -> np.ndarray | None:
 
 
 def _code_points(texts: list[str]) -> np.ndarray:
-    # each document followed by NUL, the end-of-document mark of char_lookup
+    """The texts' code points, each text followed by NUL (the end-of-document mark of
+    char_lookup): uint16 when every character is in the BMP (its UTF-16 is then one unit a
+    character: half the memory of UTF-32, and no copy to narrow it), uint32 otherwise."""
     if not texts:
-        return np.zeros(0, dtype=np.uint32)
-    return np.frombuffer(("\x00".join(texts) + "\x00").encode("utf-32-le"), dtype=np.uint32)
+        return np.zeros(0, dtype=np.uint16)
+    joined = "\x00".join([*texts, ""])
+    units = joined.encode("utf-16-le")
+    if len(units) == 2 * len(joined):   # no surrogate pair: nothing beyond the BMP
+        return np.frombuffer(units, dtype=np.uint16)
+    del units
+    return np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+
+
+def char_histogram(stream: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """np.bincount of `stream` a chunk at a time: bincount widens its input to int64 first
+    (8 bytes a character, four times a uint16 stream)."""
+    n = np.zeros(int(stream.max(initial=0)) + 1, dtype=np.int64)
+    for i in range(0, len(stream), chunk):
+        part = np.bincount(stream[i:i + chunk])
+        n[:len(part)] += part
+    return n
 
 
 def vocabulary(cfg: PrepareConfig, cleaned: Cleaned, dropped: np.ndarray, char_counts: np.ndarray | None):
@@ -683,16 +704,20 @@ def prepare(cfg: PrepareConfig) -> dict:
         char_counts = np.zeros(0x110000, dtype=np.int64) if cfg.vocab == "char" else None
         samples = SamplePool()
         sizes = [f.stat().st_size for f in files]
-        big = not all(read_whole(f, n, cfg.piece_bytes) for f, n in zip(files, sizes))   # pieces to spread out
-        with worker_pool(cfg.workers, len(files) + (cfg.workers if big else 0)) as pool:
+        # a pool for each parallel step, forked when it begins: the cleaning workers start from
+        # this process as it is after learning (which ran in a child of its own), not with
+        # whatever an earlier step left in them
+        big = sum(not read_whole(f, n, cfg.piece_bytes) for f, n in zip(files, sizes))   # files surveyed in pieces
+        with worker_pool(cfg.workers, big + (big > 0)) as pool:   # (one too: its pass leaves its heap in a worker)
             sources = survey_all(pool, files, sizes, cfg)
-            del files, sizes   # (the sources name them: one Path object less per input file)
-            clock.lap("survey")
-            learned, first_docs = learn_apart(sources, cfg)
-            clock.lap("read + learn")
-            spill = ReportSpill(work / "reports.pickle", len(piece_list(sources)))
+        del files, sizes   # (the sources name them: one Path object less per input file)
+        clock.lap("survey")
+        learned, first_docs = learn_apart(sources, cfg)
+        clock.lap("read + learn")
+        spill = ReportSpill(work / "reports.pickle", len(piece_list(sources)))
+        with worker_pool(cfg.workers, len(piece_list(sources))) as pool:
             cleaned = clean_all(pool, sources, first_docs, cfg, work, learned, char_counts, samples, spill)
-            clock.lap("clean + split")
+        clock.lap("clean + split")
         if not cleaned.documents:
             raise CorpusError(f"nothing usable to prepare ({why_nothing(file_reports(sources, cleaned, np.zeros(0, bool), spill, {}))})")
         dropped, amend = dedup(cleaned, cfg.clean.keep_duplicates)

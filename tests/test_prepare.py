@@ -292,3 +292,37 @@ def test_unknown_rate_is_the_same_in_prepare_and_eval(novel_shards, tiny_run):
     m = read_manifest(novel_shards)
     r = evaluate_model(tiny_run, data=str(novel_shards))
     assert r["files"][0]["unknown_rate"] == pytest.approx(m["cleaning"]["tokens"]["val_unknown_rate"])
+
+
+def test_sigterm_while_learning_ends_the_learning_child_and_its_workers(tmp_path, corpora):
+    """Learning runs in a forked child with workers of its own: a SIGTERM to prepare then must
+    end all three, print no traceback and leave no output."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    big = tmp_path / "big"
+    big.mkdir()
+    text = (corpora / "shuihuzhuan.txt").read_bytes()
+    for i in range(60):
+        (big / f"{i:02d}.txt").write_bytes(text)
+    proc = subprocess.Popen([sys.executable, "-m", "gpt2zh", "prepare", str(big), "--out", str(tmp_path / "out"),
+                             "--quiet", "--workers", "2"], stderr=subprocess.PIPE, text=True)
+    me, learning, deadline = psutil.Process(proc.pid), None, time.time() + 60
+    while learning is None and time.time() < deadline and proc.poll() is None:
+        try:   # the learning child: the one child of prepare that has workers of its own
+            learning = next((c for c in me.children() if c.children()), None)
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.01)
+    assert learning is not None, "prepare never learned in a child of its own"
+    family = [learning, *learning.children()]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive, alive
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out") or p.name == "out"]

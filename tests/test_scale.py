@@ -3,6 +3,7 @@ summaries capped, shards written as they fill, and the errors a large job meets.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,7 @@ def test_jsonl_in_pieces_gives_the_same_shards_and_report(corpora, tmp_path):
     assert shard_bytes(whole) == shard_bytes(pieces)
     assert figures(whole) == figures(pieces)
     assert (whole / "tokenizer.json").read_bytes() == (pieces / "tokenizer.json").read_bytes()
+    assert multiprocessing.active_children() == []   # the learning child and every worker are gone
     # the line with a raw U+2028 inside its string is one document, not two broken lines
     text = load_tokens(whole)
     assert figures(whole)["files"][0]["documents"] == len(src.read_text(encoding="utf-8").split("\n")) - 1
@@ -131,6 +133,7 @@ def test_jsonl_error_names_the_line_in_a_later_piece(tmp_path):
     with pytest.raises(CorpusError, match=r"c.jsonl:1501: invalid JSON"):
         prepare(PrepareConfig(inputs=[str(src)], out=str(tmp_path / "out"), progress=False, piece_bytes=1 << 16))
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+    assert multiprocessing.active_children() == []   # raised in the learning child, which is gone
 
 
 def test_recurrence_table_is_capped_and_keeps_boilerplate(monkeypatch):

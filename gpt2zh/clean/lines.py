@@ -99,14 +99,17 @@ class Recurrence:
     def __init__(self):
         self.count: Counter = Counter()     # occurrences in this file
         self.docs: Counter = Counter()      # documents holding it
-        self.places: dict = {}              # template -> a few crc32s of what came before it
+        # template -> a few crc32s of what came before it, as a tuple: the table holds up to CAP
+        # of them, and a tuple of one is 48 bytes where a set is 216
+        self.places: dict[str, tuple] = {}
         self.forgotten = 0
 
     def add(self, template: str, before: str) -> None:
         self.count[template] += 1
-        places = self.places.setdefault(template, set())
+        places = self.places.get(template, ())
         if len(places) < self.KEEP_PLACES:
-            places.add(zlib.crc32(before.encode("utf-8", "replace")))
+            crc = zlib.crc32(before.encode("utf-8", "replace"))
+            self.places[template] = places if crc in places else places + (crc,)
 
     def end_document(self, seen: set) -> None:
         self.docs.update(seen)
@@ -127,10 +130,11 @@ class Recurrence:
 
     def _absorb(self, other: "Recurrence") -> None:
         self.docs.update(other.docs)
+        places = self.places
         for t, p in other.places.items():
-            mine = self.places.setdefault(t, set())
+            mine = places.get(t, ())
             if len(mine) < self.KEEP_PLACES:
-                mine |= p
+                places[t] = tuple(set(mine).union(p)) if mine else p
         self.forgotten += other.forgotten
         self._bound()
 

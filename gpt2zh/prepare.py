@@ -18,8 +18,6 @@ per file: its place in the input and in the work directory's report spill):
 """
 from __future__ import annotations
 
-import ctypes
-import functools
 import json
 import os
 import shutil
@@ -238,11 +236,7 @@ def _clean(args) -> CleanedPiece:
 
 def _indexed(args):
     fn, i, job = args
-    r = fn(job)
-    # a worker hands back the heap one job filled before it takes the next: glibc would keep
-    # it, and a worker that has cleaned many pieces would hold more than one that cleaned few
-    release_freed_memory()
-    return i, r
+    return i, fn(job)
 
 
 def run_parallel(pool, fn, jobs: list, sizes: list[int], desc: str, progress: bool, unit: str = "file"):
@@ -335,22 +329,6 @@ def learn_corpus(pool, sources: list[Source], cfg: PrepareConfig) -> tuple[dict 
         if pieces[i][0] == pieces[i - 1][0]:
             first[i] = first[i - 1] + n_docs[i - 1]
     return learner.learned(), first
-
-
-@functools.lru_cache(maxsize=1)
-def _libc_trim():
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):   # not glibc: nothing to do
-        return None
-
-
-def release_freed_memory() -> None:
-    """Hand back to the system the heap that was filled and freed, which glibc would otherwise
-    keep for the rest of the process."""
-    trim = _libc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def _learn_with_pool(sources: list[Source], cfg: PrepareConfig) -> tuple[dict | None, list[int]]:

@@ -12,6 +12,7 @@ under the same budget: the best validation loss of each.
 
   python bench/recipes.py                          # both parts, 300 steps, a 15-minute grid
   python bench/recipes.py --parts 1 --steps 300
+  python bench/recipes.py --parts 1 --recipes 2 --repeat 2   # fixed, Muon, Muon, fixed: drift cancels
   python bench/recipes.py --parts 2 --budget 3     # a shorter grid (minutes per run)
   taskset -c 0 python bench/recipes.py --parts 2 --threads 1 --cells 2x128-0.001 baseline --json a.json &
   taskset -c 1 python bench/recipes.py --parts 2 --threads 1 --cells 2x128-0.003 auto --json b.json; wait
@@ -88,23 +89,32 @@ PART1 = {"tiny": ["n_layer=4", "n_head=4", "n_embd=256", "n_ctx=128", "batch_siz
 
 
 def part1(data: Path, work: Path, steps: int, eval_every: int, config: str,
-          only: list[str] | None = None) -> list[dict]:
-    """Every recipe (or those numbered in `only`, 0 always: the others are measured against it)."""
+          only: list[str] | None = None, repeat: int = 1) -> list[dict]:
+    """Every recipe (or those named in `only`; the first is the one the others are measured
+    against), `repeat` times in a palindromic order (A B B A ...): this machine's speed drifts by
+    more than the differences between recipes, and the order cancels a steady drift. The time per
+    step is the mean over the repeats; the loss is the same in every repeat (same seed)."""
     common = PART1[config] + ["warmup_steps=50", f"max_steps={steps}", f"eval_interval={eval_every}",
                               "eval_max_tokens=none", f"save_steps={steps}", "log_interval=25", "seed=1337"]
-    rows = []
-    for name, items in RECIPES.items():
-        if only and name not in only:
-            continue
-        t0 = time.time()
-        r = run(data, work / f"recipe-{len(rows)}", common + items, preset=config)
-        res = r["results"]
-        rows.append({"recipe": name, "final_val_loss": r["evals"][-1][1], "evals": r["evals"],
-                     "step_s": r["tokens_per_step"] / res["tokens_per_s"], "wall_s": time.time() - t0})
-        print(f"  {name}: final validation loss {rows[-1]['final_val_loss']:.4f}, "
-              f"{rows[-1]['step_s']:.3f} s/step", file=sys.stderr)
+    names = [n for n in RECIPES if not only or n in only]
+    rows = {}
+    for rep in range(repeat):
+        for name in names if rep % 2 == 0 else names[::-1]:
+            t0 = time.time()
+            r = run(data, work / f"recipe-{names.index(name)}-{rep}", common + RECIPES[name], preset=config)
+            row = rows.setdefault(name, {"recipe": name, "final_val_loss": r["evals"][-1][1], "evals": r["evals"],
+                                         "step_s_each": [], "wall_s": 0.0})
+            if r["evals"][-1][1] != row["final_val_loss"]:
+                print(f"  {name}: repeat {rep} ended at {r['evals'][-1][1]:.4f}, not "
+                      f"{row['final_val_loss']:.4f}", file=sys.stderr)
+            row["step_s_each"].append(r["tokens_per_step"] / r["results"]["tokens_per_s"])
+            row["wall_s"] += time.time() - t0
+            print(f"  {name} ({rep + 1}/{repeat}): final validation loss {r['evals'][-1][1]:.4f}, "
+                  f"{row['step_s_each'][-1]:.3f} s/step", file=sys.stderr)
+    rows = [rows[n] for n in names]
     target = rows[0]["final_val_loss"]
     for row in rows:
+        row["step_s"] = sum(row["step_s_each"]) / len(row["step_s_each"])
         row["steps_to_fixed_final"] = steps_to_reach(row["evals"], target)
     return rows
 
@@ -166,6 +176,15 @@ def merged(parts: list[dict]) -> dict:
     return {**parts[0], "cells": rows}
 
 
+def spread(row: dict, base: dict) -> str:
+    """With repeats: each repeat's time per step against the baseline's in the same round."""
+    each = row.get("step_s_each", [])
+    if len(each) < 2 or row is base:
+        return ""
+    ratios = [t / b for t, b in zip(each, base["step_s_each"])]
+    return f"; rounds {min(ratios):.2f}–{max(ratios):.2f}×"
+
+
 def markdown(p1: list[dict] | None, p2: dict | None, steps: int) -> str:
     out = [f"machine: {platform.processor() or platform.machine()}, {platform.system()}"]
     if p1:
@@ -176,7 +195,7 @@ def markdown(p1: list[dict] | None, p2: dict | None, steps: int) -> str:
             reach = r["steps_to_fixed_final"]
             reach_s = f"{reach:.0f} ({reach / steps:.2f}×)" if reach is not None else "not reached"
             out.append(f"| {r['recipe']} | {r['final_val_loss']:.4f} ({math.exp(r['final_val_loss']):.1f}) | "
-                       f"{reach_s} | {r['step_s']:.3f} s ({r['step_s'] / base_step:.2f}×) |")
+                       f"{reach_s} | {r['step_s']:.3f} s ({r['step_s'] / base_step:.2f}×){spread(r, p1[0])} |")
     if p2:
         out += ["", f"| run ({p2['optimizer']} + cool-down 25% unless named) | validation loss (ppl) in "
                     f"{p2['budget_min']:g} min | steps | tokens/s |", "|---|---|---|---|"]
@@ -204,6 +223,9 @@ def main() -> int:
     ap.add_argument("--recipes", type=int, nargs="+", choices=range(len(RECIPES)), metavar="N",
                     help="part 1: only these recipes, by number ("
                          + "; ".join(f"{i}: {n}" for i, n in enumerate(RECIPES)).replace("%", "%%") + "); 0 always runs")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="part 1: run the recipes this many times in the order A B .. B A .., the time per step "
+                         "the mean (the loss is the same each time)")
     ap.add_argument("--budget", type=float, default=15.0, help="minutes per grid run")
     ap.add_argument("--grid-optimizer", default="muon")
     ap.add_argument("--cells", nargs="+", help="part 2: only these runs (e.g. 2x128-0.001 baseline auto), so that "
@@ -224,7 +246,7 @@ def main() -> int:
         work = Path(tmp)
         data = prepare_novels(Path(args.corpora), work)
         only = [list(RECIPES)[i] for i in sorted({0, *args.recipes})] if args.recipes else None
-        p1 = part1(data, work, args.steps, args.eval_every, args.config, only) if "1" in args.parts else None
+        p1 = part1(data, work, args.steps, args.eval_every, args.config, only, args.repeat) if "1" in args.parts else None
         p2 = part2(data, work, args.budget, args.grid_optimizer, args.cells) if "2" in args.parts else None
     if args.json:
         Path(args.json).write_text(json.dumps({"part1": p1, "part2": p2}, indent=1), encoding="utf-8")

@@ -44,14 +44,17 @@ def orthogonalize(g: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.fl
     (singular values pushed into ~[0.7, 1.2]), by a quintic Newton-Schulz iteration in `dtype`."""
     a, b, c = NS_COEFFICIENTS
     x = g.to(dtype)
+    x = x.reshape(-1, *x.shape[-2:])   # one batch dimension, for bmm
     tall = x.size(-2) > x.size(-1)
     if tall:
         x = x.mT
-    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    x = (x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)).contiguous()
     for _ in range(steps):
-        s = x @ x.mT
-        x = a * x + (b * s + c * s @ s) @ x
-    return (x.mT if tall else x).to(g.dtype)
+        # a x + (b s + c s s) x with the scalings and sums folded into the products (baddbmm):
+        # on a CPU the separate elementwise passes over bf16 cost as much as a fifth of the time
+        s = torch.bmm(x, x.mT)
+        x = torch.baddbmm(x, torch.baddbmm(s, s, s, beta=b, alpha=c), x, beta=a)
+    return (x.mT if tall else x).reshape(g.shape).to(g.dtype)
 
 
 class Muon(torch.optim.Optimizer):

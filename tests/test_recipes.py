@@ -74,6 +74,22 @@ def test_muons_update_reads_the_same_in_either_layout():
     assert fast_dtype(torch.device("cpu")) in (torch.bfloat16, torch.float32)
 
 
+def test_newton_schulz_folded_into_baddbmm_is_the_textbook_iteration():
+    """orthogonalize folds the scalings into its products; the plain quintic, written out."""
+    torch.manual_seed(1)
+    a, b, c = 3.4445, -4.7750, 2.0315
+    for shape in [(48, 80), (80, 48), (3, 32, 40)]:   # wide, tall (transposed inside), a batch
+        g = torch.randn(*shape, dtype=torch.float64)
+        x = g.mT if shape[-2] > shape[-1] else g
+        x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+        for _ in range(5):
+            s = x @ x.mT
+            x = a * x + (b * s + c * s @ s) @ x
+        expected = x.mT if shape[-2] > shape[-1] else x
+        got = orthogonalize(g, dtype=torch.float64)
+        assert got.shape == g.shape and torch.allclose(got, expected, atol=1e-10)
+
+
 def test_the_schedule_warms_up_holds_and_cools_by_steps_or_time():
     s = Schedule(warmup=10, cooldown=0.25, total=100)
     assert s.factor(0) == pytest.approx(0.1) and s.factor(9) == 1.0 and s.factor(74) == 1.0

@@ -318,7 +318,7 @@ def test_sigterm_while_learning_ends_the_learning_child_and_its_workers(tmp_path
         except psutil.NoSuchProcess:
             pass
         time.sleep(0.01)
-    assert learning is not None, "prepare never learned in a child of its own"
+    assert learning is not None, f"prepare never learned in a child of its own (exit {proc.poll()})"
     family = [learning, *learning.children()]
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)

@@ -248,8 +248,7 @@ def run_parallel(pool, fn, jobs: list, sizes: list[int], desc: str, progress: bo
     with progress_bar(total=sum(sizes), desc=desc, unit="B", unit_scale=True, disable=not progress,
                       leave=False) as bar:
         if pool is not None and len(jobs) > 1:
-            # a chunk of small files is handed out at once; pieces of a large file one by one
-            chunk = max(1, min(64, len(jobs) // (pool._processes * 16), CHUNK_BYTES * len(jobs) // max(1, sum(sizes))))
+            chunk = max(1, min(64, len(jobs) // (pool._processes * 16)))
             results = pool.imap_unordered(_indexed, ((fn, i, jobs[i]) for i in order), chunksize=chunk)
         else:
             results = (_indexed((fn, i, jobs[i])) for i in order)
@@ -265,22 +264,13 @@ def _quiet_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-CHUNK_BYTES = 16 << 20      # input handed to a worker at a time, about
-WORKER_CHUNKS = 8           # chunks a worker takes before a fresh one replaces it
-
-
 @contextmanager
-def worker_pool(workers: int, n_jobs: int, renew: bool = False):
-    """A pool of forked workers for one parallel step (starting one costs ~20 ms). `renew`:
-    each worker is replaced by a fresh fork after WORKER_CHUNKS chunks (~128 MB of input), since
-    a worker's heap grows with the jobs it has run (glibc keeps what it frees, and handing it
-    back after every job cost 18% of the cleaning time on small files): so the workers' memory
-    does not grow with the corpus."""
+def worker_pool(workers: int, n_jobs: int):
+    """A pool of forked workers for one parallel step (starting one costs ~20 ms)."""
     if workers <= 1 or n_jobs <= 1:
         yield None
         return
-    pool = get_context("fork").Pool(min(workers, n_jobs), initializer=_quiet_worker,
-                                    maxtasksperchild=WORKER_CHUNKS if renew else None)
+    pool = get_context("fork").Pool(min(workers, n_jobs), initializer=_quiet_worker)
     try:
         yield pool
         pool.close()
@@ -342,7 +332,7 @@ def learn_corpus(pool, sources: list[Source], cfg: PrepareConfig) -> tuple[dict 
 
 
 def _learn_with_pool(sources: list[Source], cfg: PrepareConfig) -> tuple[dict | None, list[int]]:
-    with worker_pool(cfg.workers, len(piece_list(sources)), renew=True) as pool:
+    with worker_pool(cfg.workers, len(piece_list(sources))) as pool:
         return learn_corpus(pool, sources, cfg)
 
 
@@ -707,7 +697,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         learned, first_docs = learn_apart(sources, cfg)
         clock.lap("read + learn")
         spill = ReportSpill(work / "reports.pickle", len(piece_list(sources)))
-        with worker_pool(cfg.workers, len(piece_list(sources)), renew=True) as pool:
+        with worker_pool(cfg.workers, len(piece_list(sources))) as pool:
             cleaned = clean_all(pool, sources, first_docs, cfg, work, learned, char_counts, samples, spill)
         clock.lap("clean + split")
         if not cleaned.documents:

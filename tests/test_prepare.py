@@ -261,19 +261,25 @@ def test_a_second_prepare_into_the_same_out_refuses(tmp_path, capsys, corpora):
     assert code == 0 and not (tmp_path / ".out.lock").exists()
 
 
-def test_sigterm_during_prepare_leaves_no_temporary_directory(tmp_path, corpora):
-    import signal
+def start_prepare_on_sixty_novels(tmp_path, corpora, *args):
+    """`gpt2zh prepare` in a subprocess on 60 copies of a novel (80 MB): long enough to interrupt."""
     import subprocess
     import sys
-    import time
 
     big = tmp_path / "big"
     big.mkdir()
     text = (corpora / "shuihuzhuan.txt").read_bytes()
     for i in range(60):
         (big / f"{i:02d}.txt").write_bytes(text)
-    proc = subprocess.Popen([sys.executable, "-m", "gpt2zh", "prepare", str(big), "--out", str(tmp_path / "out"),
-                             "--quiet"], stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "gpt2zh", "prepare", str(big), "--out", str(tmp_path / "out"),
+                             "--quiet", *args], stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_during_prepare_leaves_no_temporary_directory(tmp_path, corpora):
+    import signal
+    import time
+
+    proc = start_prepare_on_sixty_novels(tmp_path, corpora)
     deadline = time.time() + 30
     while time.time() < deadline and not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]:
         time.sleep(0.05)  # until it is writing its temporary directory
@@ -298,19 +304,11 @@ def test_sigterm_while_learning_ends_the_learning_child_and_its_workers(tmp_path
     """Learning runs in a forked child with workers of its own: a SIGTERM to prepare then must
     end all three, print no traceback and leave no output."""
     import signal
-    import subprocess
-    import sys
     import time
 
     import psutil
 
-    big = tmp_path / "big"
-    big.mkdir()
-    text = (corpora / "shuihuzhuan.txt").read_bytes()
-    for i in range(60):
-        (big / f"{i:02d}.txt").write_bytes(text)
-    proc = subprocess.Popen([sys.executable, "-m", "gpt2zh", "prepare", str(big), "--out", str(tmp_path / "out"),
-                             "--quiet", "--workers", "2"], stderr=subprocess.PIPE, text=True)
+    proc = start_prepare_on_sixty_novels(tmp_path, corpora, "--workers", "2")
     me, learning, deadline = psutil.Process(proc.pid), None, time.time() + 60
     while learning is None and time.time() < deadline and proc.poll() is None:
         try:   # the learning child: the one child of prepare that has workers of its own

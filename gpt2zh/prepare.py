@@ -304,13 +304,18 @@ def piece_size(source: Source, piece: Piece) -> int:
     return source.size if piece.whole else piece.end - piece.start
 
 
+def learns_while_cleaning(sources: list[Source]) -> bool:
+    """A corpus of one small file learns from itself while it is cleaned, as a file cleaned alone does."""
+    pieces = piece_list(sources)
+    return len(pieces) == 1 and pieces[0][1].whole
+
+
 def learn_corpus(pool, sources: list[Source], cfg: PrepareConfig) -> tuple[dict | None, list[int]]:
     """(what the corpus-level rules learn from every piece, the number of each piece's first
-    document in its file). A corpus of one small file learns from itself while it is cleaned
-    (None), as a file cleaned alone does."""
-    pieces = piece_list(sources)
-    if len(pieces) == 1 and pieces[0][1].whole:
+    document in its file); None when it `learns_while_cleaning`."""
+    if learns_while_cleaning(sources):
         return None, [0]
+    pieces = piece_list(sources)
     learner = Learner(cfg.clean)
     partial: dict[int, list] = {}        # file -> [its scan so far, pieces still to come, documents]
     n_docs = [0] * len(pieces)
@@ -341,9 +346,8 @@ def learn_apart(sources: list[Source], cfg: PrepareConfig) -> tuple[dict | None,
     boilerplate table it fills (up to its cap, more of it the larger the corpus) would leave
     its heap behind in this process for the rest of the run, fragmented past what malloc_trim
     can return (16 MB more at 4 GB than at 1 GB, measured)."""
-    pieces = piece_list(sources)
-    if len(pieces) == 1 and pieces[0][1].whole:
-        return learn_corpus(None, sources, cfg)
+    if learns_while_cleaning(sources):
+        return None, [0]
     ctx = get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_send_result, args=(send, _learn_with_pool, (sources, cfg)), name="gpt2zh-learn")

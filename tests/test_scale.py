@@ -14,7 +14,7 @@ import pytest
 from gpt2zh import decode
 from gpt2zh.clean.lines import Recurrence
 from gpt2zh.corpus import clean_file, CleanOptions
-from gpt2zh.decode import CorpusError, read_piece, read_text_file, survey
+from gpt2zh.decode import CorpusError, Source, SourceTable, read_piece, read_text_file, survey
 from gpt2zh.prepare import PrepareConfig, prepare
 from gpt2zh.shards import ShardError, ShardWriter, _sha256, load_tokens, read_manifest
 
@@ -123,6 +123,27 @@ def test_survey_refuses_what_it_cannot_read(tmp_path, monkeypatch):
     long.write_text('{"text": "短"}\n{"text": "' + "长" * 200_000 + '"}\n', encoding="utf-8")
     with pytest.raises(CorpusError, match=r"long.jsonl:2: a line of 600,013 bytes, longer than"):
         survey(long, piece_bytes=1 << 16)
+
+
+def test_source_table_gives_back_every_file_and_piece(corpora, tmp_path):
+    """The columns `prepare` holds instead of a Source per file: the same paths (one that is
+    not UTF-8 too), sizes, encodings, skipped files and pieces come back out."""
+    big = tmp_path / "大书.txt"
+    big.write_bytes(read_text_file(corpora / "sanguoyanyi.gbk.txt")[:200_000].encode("utf-16"))
+    odd = tmp_path / "b\udcff.txt"        # a name that is not UTF-8 (byte 0xff)
+    odd.write_bytes("短文。\n".encode("utf-8"))
+    sources = [survey(big, piece_bytes=1 << 16), survey(odd),
+               Source(str(tmp_path / "image.txt"), 12, "", [], skipped="binary file"), survey(corpora / "shuihuzhuan.txt")]
+    table = SourceTable(iter(sources))
+    pieces = [p for s in sources for p in s.pieces]
+    assert len(table) == 4 and len(table.pieces) == len(pieces) > 3
+    assert [table.path(f) for f in range(4)] == [s.path for s in sources]
+    assert [table.encoding(f) for f in range(4)] == [s.encoding for s in sources] and table.encoding(0) == "utf-16"
+    assert list(table.size) == [s.size for s in sources] and table.skipped == {2: "binary file"}
+    assert list(table.piece_count) == [len(s.pieces) for s in sources]
+    assert [table.piece(p) for p in range(len(pieces))] == pieces
+    assert list(table.piece_sizes()) == [s.size if p.whole else p.end - p.start for s in sources for p in s.pieces]
+    assert read_piece(table.piece(1)) == read_piece(pieces[1])
 
 
 def test_jsonl_error_names_the_line_in_a_later_piece(tmp_path):

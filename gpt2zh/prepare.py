@@ -18,6 +18,7 @@ per file: its place in the input and in the work directory's report spill):
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -35,7 +36,7 @@ from .clean import Learner, merge_pieces
 from .clean.dedup import BINS, FACTS, SignatureTable, facts, find_duplicates, low_punctuation, signature
 from .clean.report import DETAILED_FILES, ReportSpill, ReportWriter, SamplePool, unfinished_warning
 from .corpus import BAD_LINES, CleanOptions, CorpusError, FileReport, clean_piece, find_inputs, scan_piece, split_document, why_empty
-from .decode import Piece, Source, read_whole, survey
+from .decode import Piece, Source, SourceTable, read_whole, survey
 from .locks import DirLock
 from .shards import (HashedFile, ShardWriter, atomic_output_dir, encode_documents, shard_file, token_dtype,
                      write_array, write_error, write_manifest)
@@ -174,21 +175,41 @@ def text_chars(spans: np.ndarray, which: str) -> np.ndarray:
 # Workers
 
 
-def _survey(args) -> Source:
-    path, replace, piece_bytes = args
-    return survey(Path(path), replace, piece_bytes)
+@dataclass(frozen=True)
+class Step:
+    """What every job of a parallel step shares: handed to the workers once, when they are
+    forked (`worker_pool`), instead of pickled into each of 100,000 jobs (the boilerplate
+    learned from the corpus may be thousands of lines)."""
+
+    opts: CleanOptions
+    replace_bad_bytes: bool = False
+    piece_bytes: int = 16 << 20
+    val_fraction: float = 0.1
+    work: str = ""
+    learned: dict | None = None
+    char_vocab: bool = False
 
 
-def _scan(args) -> tuple[dict, int]:
-    piece, opts, replace = args
-    return scan_piece(piece, opts, replace)
+_STEP: list[Step] = []   # the step running (set before the workers fork; they inherit it)
+
+
+def _survey(path: str) -> Source:
+    step = _STEP[0]
+    return survey(Path(path), step.replace_bad_bytes, step.piece_bytes)
+
+
+def _scan(piece: Piece) -> tuple[dict, int]:
+    step = _STEP[0]
+    return scan_piece(piece, step.opts, step.replace_bad_bytes)
 
 
 def _clean(args) -> CleanedPiece:
     """Clean and split one piece in a worker; write its documents to the work dir so that
     memory holds one piece at a time however large the corpus."""
-    index, file, piece, first_doc, opts, replace, val_fraction, work, learned, char_vocab = args
-    report, docs = clean_piece(piece, opts, replace, learned, first_doc)
+    index, file, piece, first_doc = args
+    step = _STEP[0]
+    val_fraction, work, char_vocab = step.val_fraction, step.work, step.char_vocab
+    report, docs = clean_piece(piece, step.opts, step.replace_bad_bytes, step.learned, first_doc)
     if not docs:
         return CleanedPiece(file, report)
     trains, vals, names = [], [], []
@@ -239,21 +260,24 @@ def _indexed(args):
     return i, fn(job)
 
 
-def run_parallel(pool, fn, jobs: list, sizes: list[int], desc: str, progress: bool, unit: str = "file"):
-    """(index, fn(job)) for every job, in `pool` (None: here), as they finish; the largest are
-    handed out first so that no worker is left with a big one at the end."""
+def run_parallel(pool, fn, job, sizes: np.ndarray, desc: str, progress: bool):
+    """(i, fn(job(i))) for every job i < len(sizes), in `pool` (None: here), as they finish;
+    the largest are handed out first so that no worker is left with a big one at the end.
+    Each job is made as it is handed out: none is held for the whole step."""
     from .progress import progress_bar
 
-    order = sorted(range(len(jobs)), key=lambda i: -sizes[i])
-    with progress_bar(total=sum(sizes), desc=desc, unit="B", unit_scale=True, disable=not progress,
+    sizes = np.asarray(sizes, dtype=np.int64)
+    order = np.argsort(-sizes, kind="stable")
+    with progress_bar(total=int(sizes.sum()), desc=desc, unit="B", unit_scale=True, disable=not progress,
                       leave=False) as bar:
-        if pool is not None and len(jobs) > 1:
-            chunk = max(1, min(64, len(jobs) // (pool._processes * 16)))
-            results = pool.imap_unordered(_indexed, ((fn, i, jobs[i]) for i in order), chunksize=chunk)
+        jobs = ((fn, int(i), job(int(i))) for i in order)
+        if pool is not None and len(sizes) > 1:
+            chunk = max(1, min(64, len(sizes) // (pool._processes * 16)))
+            results = pool.imap_unordered(_indexed, jobs, chunksize=chunk)
         else:
-            results = (_indexed((fn, i, jobs[i])) for i in order)
+            results = map(_indexed, jobs)
         for i, r in results:
-            bar.update(sizes[i])
+            bar.update(int(sizes[i]))
             yield i, r
 
 
@@ -265,92 +289,95 @@ def _quiet_worker() -> None:
 
 
 @contextmanager
-def worker_pool(workers: int, n_jobs: int):
-    """A pool of forked workers for one parallel step (starting one costs ~20 ms)."""
-    if workers <= 1 or n_jobs <= 1:
-        yield None
-        return
-    pool = get_context("fork").Pool(min(workers, n_jobs), initializer=_quiet_worker)
+def worker_pool(workers: int, n_jobs: int, step: Step):
+    """A pool of forked workers for one parallel step (starting one costs ~20 ms), or None to
+    run it here; either way the jobs find `step` in _STEP."""
+    _STEP[:] = [step]
     try:
-        yield pool
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
+        if workers <= 1 or n_jobs <= 1:
+            yield None
+            return
+        # The workers inherit this process's objects. Frozen, they are left out of every
+        # garbage collection: a collection in a worker writes into each object it visits,
+        # which copies their pages into that worker and unshares them from this one.
+        gc.freeze()
+        pool = get_context("fork").Pool(min(workers, n_jobs), initializer=_quiet_worker)
+        try:
+            yield pool
+            pool.close()
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
+            gc.unfreeze()
     finally:
-        pool.join()
+        _STEP.clear()
 
 
 # ----------------------------------------------------------------------------
 # The steps
 
 
-def survey_all(pool, files: list[Path], sizes: list[int], cfg: PrepareConfig) -> list[Source]:
+def survey_all(files: list[Path], cfg: PrepareConfig) -> SourceTable:
     """Every file's pieces; only files larger than a piece need a pass over their bytes."""
-    whole = [read_whole(p, n, cfg.piece_bytes) for p, n in zip(files, sizes)]
-    sources = [survey(p, cfg.replace_bad_bytes, cfg.piece_bytes) if w else None for p, w in zip(files, whole)]
-    big = [i for i, w in enumerate(whole) if not w]
-    jobs = [(str(files[i]), cfg.replace_bad_bytes, cfg.piece_bytes) for i in big]
-    for k, source in run_parallel(pool, _survey, jobs, [sizes[i] for i in big], "survey", cfg.progress):
-        sources[big[k]] = source
-    return sources
+    sizes = [f.stat().st_size for f in files]
+    big = [i for i, (f, n) in enumerate(zip(files, sizes)) if not read_whole(f, n, cfg.piece_bytes)]
+    surveyed: dict[int, Source] = {}   # (at most one per PIECE_BYTES of input)
+    step = Step(cfg.clean, cfg.replace_bad_bytes, cfg.piece_bytes)
+    with worker_pool(cfg.workers, len(big) + bool(big), step) as pool:   # (one too: its pass leaves its heap in a worker)
+        for k, source in run_parallel(pool, _survey, lambda k: str(files[big[k]]), [sizes[i] for i in big],
+                                      "survey", cfg.progress):
+            surveyed[big[k]] = source
+    return SourceTable(surveyed.pop(i) if i in surveyed else survey(f, cfg.replace_bad_bytes, cfg.piece_bytes)
+                       for i, f in enumerate(files))
 
 
-def piece_list(sources: list[Source]) -> list[tuple[int, Piece]]:
-    return [(f, piece) for f, s in enumerate(sources) for piece in s.pieces]
-
-
-def piece_size(source: Source, piece: Piece) -> int:
-    return source.size if piece.whole else piece.end - piece.start
-
-
-def learns_while_cleaning(sources: list[Source]) -> bool:
+def learns_while_cleaning(table: SourceTable) -> bool:
     """A corpus of one small file learns from itself while it is cleaned, as a file cleaned alone does."""
-    pieces = piece_list(sources)
-    return len(pieces) == 1 and pieces[0][1].whole
+    return len(table.pieces) == 1 and table.piece(0).whole
 
 
-def learn_corpus(pool, sources: list[Source], cfg: PrepareConfig) -> tuple[dict | None, list[int]]:
+def learn_corpus(pool, table: SourceTable, cfg: PrepareConfig) -> tuple[dict | None, np.ndarray]:
     """(what the corpus-level rules learn from every piece, the number of each piece's first
     document in its file); None when it `learns_while_cleaning`."""
-    if learns_while_cleaning(sources):
-        return None, [0]
-    pieces = piece_list(sources)
+    if learns_while_cleaning(table):
+        return None, np.zeros(1, dtype=np.int64)
+    file_of = table.pieces["file"]
     learner = Learner(cfg.clean)
     partial: dict[int, list] = {}        # file -> [its scan so far, pieces still to come, documents]
-    n_docs = [0] * len(pieces)
-    jobs = [(piece, cfg.clean, cfg.replace_bad_bytes) for _, piece in pieces]
-    sizes = [piece_size(sources[f], piece) for f, piece in pieces]
-    for i, (scan, docs) in run_parallel(pool, _scan, jobs, sizes, "read", cfg.progress):
-        f = pieces[i][0]
+    n_docs = np.zeros(len(file_of), dtype=np.int64)
+    for i, (scan, docs) in run_parallel(pool, _scan, table.piece, table.piece_sizes(), "read", cfg.progress):
+        f = int(file_of[i])
         n_docs[i] = docs
-        mine = partial.setdefault(f, [None, len(sources[f].pieces), 0])
+        mine = partial.setdefault(f, [None, int(table.piece_count[f]), 0])
         mine[0], mine[1], mine[2] = merge_pieces(mine[0], scan), mine[1] - 1, mine[2] + docs
         if mine[1] == 0:   # the file is complete: fold it into the corpus's summary
             learner.add_file(mine[0], mine[2])
             del partial[f]
-    first = [0] * len(pieces)
-    for i in range(1, len(pieces)):
-        if pieces[i][0] == pieces[i - 1][0]:
-            first[i] = first[i - 1] + n_docs[i - 1]
+    # a piece's first document: the documents of the pieces before it in its file
+    before = np.cumsum(n_docs) - n_docs
+    file_start = np.flatnonzero(np.diff(file_of, prepend=-1) != 0)
+    first = before - np.repeat(before[file_start], np.diff(np.append(file_start, len(file_of))))
     return learner.learned(), first
 
 
-def _learn_with_pool(sources: list[Source], cfg: PrepareConfig) -> tuple[dict | None, list[int]]:
-    with worker_pool(cfg.workers, len(piece_list(sources))) as pool:
-        return learn_corpus(pool, sources, cfg)
+def _learn_with_pool(table: SourceTable, cfg: PrepareConfig) -> tuple[dict | None, np.ndarray]:
+    with worker_pool(cfg.workers, len(table.pieces), Step(cfg.clean, cfg.replace_bad_bytes)) as pool:
+        return learn_corpus(pool, table, cfg)
 
 
-def learn_apart(sources: list[Source], cfg: PrepareConfig) -> tuple[dict | None, list[int]]:
+def learn_apart(table: SourceTable, cfg: PrepareConfig) -> tuple[dict | None, np.ndarray]:
     """`learn_corpus` in a forked child with workers of its own, its result sent back: the
     boilerplate table it fills (up to its cap, more of it the larger the corpus) would leave
     its heap behind in this process for the rest of the run, fragmented past what malloc_trim
     can return (16 MB more at 4 GB than at 1 GB, measured)."""
-    if learns_while_cleaning(sources):
-        return None, [0]
+    if learns_while_cleaning(table):
+        return None, np.zeros(1, dtype=np.int64)
     ctx = get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_send_result, args=(send, _learn_with_pool, (sources, cfg)), name="gpt2zh-learn")
+    child = ctx.Process(target=_send_result, args=(send, _learn_with_pool, (table, cfg)), name="gpt2zh-learn")
+    gc.freeze()   # (as for a pool of workers: the child's collections leave this process's pages shared)
     child.start()
     send.close()
     try:
@@ -365,6 +392,7 @@ def learn_apart(sources: list[Source], cfg: PrepareConfig) -> tuple[dict | None,
     finally:
         recv.close()
         child.join()
+        gc.unfreeze()
     if not ok:
         raise value
     return value
@@ -390,23 +418,29 @@ def _send_result(send, fn, args) -> None:
         send.close()
 
 
-def clean_all(pool, sources: list[Source], first_docs: list[int], cfg: PrepareConfig, work: Path,
+def clean_all(table: SourceTable, first_docs: np.ndarray, cfg: PrepareConfig, work: Path,
               learned: dict | None, char_counts: np.ndarray | None, samples: SamplePool,
               spill: ReportSpill) -> Cleaned:
-    """Every piece cleaned; the character counts added into `char_counts`, the examples of
-    files past DETAILED_FILES moved into `samples`, every report into `spill`."""
-    pieces = piece_list(sources)
-    jobs = [(i, f, piece, first_docs[i], cfg.clean, cfg.replace_bad_bytes, cfg.val_fraction, str(work), learned,
-             char_counts is not None) for i, (f, piece) in enumerate(pieces)]
-    sizes = [piece_size(sources[f], piece) for f, piece in pieces]
-    cleaned = Cleaned(work, len(jobs))
-    for i, c in run_parallel(pool, _clean, jobs, sizes, "clean", cfg.progress):
-        if c.counts is not None:
-            char_counts[c.counts[0]] += c.counts[1]
-        if c.file >= DETAILED_FILES:
-            samples.take(c.report)
-        spill.put(i, c.report)
-        cleaned.add(i, c)
+    """Every piece cleaned, in a pool forked for it (from this process as it is after
+    learning, which ran in a child of its own); the character counts added into
+    `char_counts`, the examples of files past DETAILED_FILES moved into `samples`, every
+    report into `spill`."""
+    file_of = table.pieces["file"]
+    step = Step(cfg.clean, cfg.replace_bad_bytes, cfg.piece_bytes, cfg.val_fraction, str(work), learned,
+                char_counts is not None)
+    cleaned = Cleaned(work, len(file_of))
+
+    def job(i: int) -> tuple:
+        return i, int(file_of[i]), table.piece(i), int(first_docs[i])
+
+    with worker_pool(cfg.workers, len(file_of), step) as pool:
+        for i, c in run_parallel(pool, _clean, job, table.piece_sizes(), "clean", cfg.progress):
+            if c.counts is not None:
+                char_counts[c.counts[0]] += c.counts[1]
+            if c.file >= DETAILED_FILES:
+                samples.take(c.report)
+            spill.put(i, c.report)
+            cleaned.add(i, c)
     cleaned.close()
     return cleaned
 
@@ -426,17 +460,17 @@ class Amendment:
         r.low_punctuation += self.low_punctuation
 
 
-def file_reports(sources: list[Source], cleaned: Cleaned, dropped: np.ndarray, spill: ReportSpill,
+def file_reports(table: SourceTable, cleaned: Cleaned, dropped: np.ndarray, spill: ReportSpill,
                  amend: dict[int, Amendment]):
     """One report per input file, in order, one at a time: a small file's is its piece's; a
     large file's pieces' are added up under its name, encoding and size."""
     p = 0
-    for source in sources:
-        if source.skipped:
-            yield FileReport(path=source.path, bytes=source.size, skipped=source.skipped)
+    for f in range(len(table)):
+        if f in table.skipped:
+            yield FileReport(path=table.path(f), bytes=int(table.size[f]), skipped=table.skipped[f])
             continue
         r, kept, any_docs = None, False, False
-        for _ in source.pieces:
+        for _ in range(table.piece_count[f]):
             piece_report = spill.get(p)
             if p in amend:
                 amend[p].apply(piece_report)
@@ -447,8 +481,8 @@ def file_reports(sources: list[Source], cleaned: Cleaned, dropped: np.ndarray, s
             else:
                 r.merge(piece_report)
             p += 1
-        if source.encoding:   # read in pieces
-            r.encoding, r.bytes = source.encoding, source.size
+        if table.encoding(f):   # read in pieces
+            r.encoding, r.bytes = table.encoding(f), int(table.size[f])
             if not r.documents:
                 r.skipped = "no JSON line holds a document" if r.dropped.get(BAD_LINES) else "empty file"
             elif not any_docs:
@@ -689,23 +723,16 @@ def prepare(cfg: PrepareConfig) -> dict:
         work.mkdir()
         char_counts = np.zeros(0x110000, dtype=np.int64) if cfg.vocab == "char" else None
         samples = SamplePool()
-        sizes = [f.stat().st_size for f in files]
-        # a pool for each parallel step, forked when it begins: the cleaning workers start from
-        # this process as it is after learning (which ran in a child of its own), not with
-        # whatever an earlier step left in them
-        big = sum(not read_whole(f, n, cfg.piece_bytes) for f, n in zip(files, sizes))   # files surveyed in pieces
-        with worker_pool(cfg.workers, big + (big > 0)) as pool:   # (one too: its pass leaves its heap in a worker)
-            sources = survey_all(pool, files, sizes, cfg)
-        del files, sizes   # (the sources name them: one Path object less per input file)
+        table = survey_all(files, cfg)
+        del files   # (the table names them: one Path object less per input file)
         clock.lap("survey")
-        learned, first_docs = learn_apart(sources, cfg)
+        learned, first_docs = learn_apart(table, cfg)
         clock.lap("read + learn")
-        spill = ReportSpill(work / "reports.pickle", len(piece_list(sources)))
-        with worker_pool(cfg.workers, len(piece_list(sources))) as pool:
-            cleaned = clean_all(pool, sources, first_docs, cfg, work, learned, char_counts, samples, spill)
+        spill = ReportSpill(work / "reports.pickle", len(table.pieces))
+        cleaned = clean_all(table, first_docs, cfg, work, learned, char_counts, samples, spill)
         clock.lap("clean + split")
         if not cleaned.documents:
-            raise CorpusError(f"nothing usable to prepare ({why_nothing(file_reports(sources, cleaned, np.zeros(0, bool), spill, {}))})")
+            raise CorpusError(f"nothing usable to prepare ({why_nothing(file_reports(table, cleaned, np.zeros(0, bool), spill, {}))})")
         dropped, amend = dedup(cleaned, cfg.clean.keep_duplicates)
         clock.lap("dedup")
         tok = vocabulary(cfg, cleaned, dropped, char_counts)
@@ -726,7 +753,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         writer = ReportWriter(tmp / "report.json", samples, DETAILED_FILES)
         sources_shown = []
         try:
-            for r in file_reports(sources, cleaned, dropped, spill, amend):
+            for r in file_reports(table, cleaned, dropped, spill, amend):
                 writer.add(r)
                 if len(sources_shown) < DETAILED_FILES:
                     sources_shown.append({"path": r.path, "encoding": r.encoding, "bytes": r.bytes,

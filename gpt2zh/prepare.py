@@ -161,6 +161,13 @@ class Cleaned:
     def names(self, p: int) -> list[str]:
         return json.loads(Path(f"{self.path(p)}.names").read_text(encoding="utf-8"))
 
+    def remove(self) -> None:
+        """Every piece's files gone (six a piece: 80,000 files at 4 GB of input take tens of
+        seconds to remove, which the report's time should count)."""
+        for p in np.flatnonzero(self.count):
+            for suffix in ("train", "val", "minhash", "spans", "facts", "names"):
+                Path(f"{self.path(int(p))}.{suffix}").unlink(missing_ok=True)
+
     def kept(self, p: int, dropped: np.ndarray) -> np.ndarray:
         """Which of the piece's documents stay."""
         return ~dropped[self.docs(p)]
@@ -742,6 +749,8 @@ def prepare(cfg: PrepareConfig) -> dict:
                                                   cfg.progress)
         val, val_count = write_val(tok, cleaned, dropped, dtype, tmp, cfg.progress)
         clock.lap("encode + write")
+        cleaned.remove()
+        clock.lap("remove work files")
         n_train, n_val = train_count.tokens, val_count.tokens
         if capped:
             print(f"gpt2zh prepare: {capped}", file=sys.stderr)

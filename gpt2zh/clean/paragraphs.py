@@ -48,6 +48,7 @@ def display_width(s: str) -> int:
 
 # a few bits of facts per code point, for the last (or first) character of every line at once
 HANG, PUNCT, END, MID, SOFT, OPEN, BLANK, HEAD, COLON, OPENER, CLAUSE, PAUSE = (1 << k for k in range(12))
+WIDE_SHIFT = 12   # two bits above those: a character's display columns less one (0 ASCII, 1 BMP, 3 beyond)
 _LUT: np.ndarray | None = None
 
 
@@ -75,6 +76,8 @@ def _char_flags() -> np.ndarray:
             lut[ord(c)] |= CLAUSE
         for c in PAUSES + ",;:!?":
             lut[ord(c)] |= PAUSE
+        lut[0x80:0x10000] |= 1 << WIDE_SHIFT
+        lut[0x10000:] |= 3 << WIDE_SHIFT
         lut[0xFF10:0xFF1A] |= MID | SOFT   # full-width digits and letters
         lut[0xFF21:0xFF3B] |= MID | SOFT
         lut[0xFF41:0xFF5B] |= MID | SOFT
@@ -92,23 +95,28 @@ class LineTable:
         cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         n = len(cps)
         flags = lut[cps]
-        blank = (flags & BLANK) != 0                       # spaces and line breaks
-        starts = np.concatenate(([0], np.flatnonzero(cps == 10) + 1))
-        idx = np.arange(n + 1)
-        first = np.minimum.reduceat(np.where(np.append(blank, True), n, idx), starts)
-        last = np.maximum.reduceat(np.where(np.append(blank, True), -1, idx), starts)
+        self._cps, self._flags = cps, flags
+        breaks = np.flatnonzero(cps == 10)
+        starts = np.concatenate(([0], breaks + 1))
+        ends = np.append(breaks, n)                        # (each line's end, exclusive)
+        # each line's first and last non-blank character (n and -1 where it has none)
+        solid = np.flatnonzero((flags & BLANK) == 0)
+        first = np.append(solid, n)[np.searchsorted(solid, starts)]
+        first = np.where(first < ends, first, n)
+        last = np.concatenate(([-1], solid))[np.searchsorted(solid, ends)]
+        last = np.where(last >= starts, last, -1)
         has = first < n
-        width = np.where(cps < 0x80, 1, np.where(cps < 0x10000, 2, 4))   # GB18030 bytes: display columns
-        cum = np.concatenate(([0], np.cumsum(width), [0]))   # (one spare entry: indexing never falls off)
+        # GB18030 bytes (display columns) before each character: 1 for ASCII, 2 in the BMP, 4 beyond
+        cum = np.zeros(n + 2, dtype=np.int64)            # (one spare entry: indexing never falls off)
+        np.cumsum(1 + ((flags >> WIDE_SHIFT) & 3), out=cum[1:n + 1])
         clen = np.where(has, last - first + 1, 0)
         rlen = np.where(has, last - starts + 1, 0)
         cols = np.where(has, cum[np.maximum(last, 0) + 1] - cum[starts], 0)
         self.indent = np.where(has, cum[np.minimum(first, n)] - cum[starts], 0)
         self.widths = np.stack([cols, cols - self.indent, rlen, clen], axis=1)   # one column per MEASURES
         self.blank = ~has
-        flags = np.append(flags, 0)
-        lastf = np.where(has, flags[np.clip(last, 0, n)], 0)
-        firstf = np.where(has, flags[np.clip(first, 0, n)], 0)
+        lastf = np.where(has, flags[np.clip(last, 0, max(n - 1, 0))] if n else 0, 0)
+        firstf = np.where(has, flags[np.clip(first, 0, max(n - 1, 0))] if n else 0, 0)
         self.hang = (lastf & HANG) != 0
         self.punct = (lastf & PUNCT) != 0
         self.sentence_end = (lastf & END) != 0
@@ -116,26 +124,30 @@ class LineTable:
         self.mid_word = has & ((lastf & (PUNCT | HANG)) == 0)
         self.soft_mid = (lastf & SOFT) != 0
         self.colon_end = (lastf & COLON) != 0
-        self.colons = int(np.count_nonzero(flags & COLON))
         self.opens = (firstf & OPEN) != 0
         self.open_end = (lastf & OPENER) != 0      # a paragraph never stops on an opening quote or bracket
         self.clause_end = (lastf & CLAUSE) != 0     # "道：" ends a paragraph before a speech
-        before_last = np.where(has & (last > first), flags[np.clip(last - 1, 0, n)], 0)
+        before_last = np.where(has & (last > first), flags[np.clip(last - 1, 0, max(n - 1, 0))] if n else 0, 0)
         self.hang2 = self.hang & ((before_last & HANG) != 0)   # "。”": two closing marks may hang
         # punctuation inside the line (the last character not counted): prose has it, a list item or a
         # line of free verse seldom does
-        pauses = np.add.reduceat(np.append((flags[:-1] & PAUSE) != 0, False).astype(np.int32), starts)
+        pauses = np.diff(np.searchsorted(np.flatnonzero(flags & PAUSE), np.append(starts, n + 1)))
         self.pauses = pauses - ((lastf & PAUSE) != 0)
-        self.first_cp = np.where(has, np.append(cps, 0)[np.minimum(first, n)], 0)   # first character of a line
-        self._cps, self._flags = cps, flags[:-1]   # (flags has one spare entry at the end)
+        # the first character of each line
+        self.first_cp = np.where(has, cps[np.minimum(first, max(n - 1, 0))] if n else 0, 0)
         self._shares: dict[int, float] = {}
         self.heading = np.zeros(len(starts), dtype=bool)
         for i in np.flatnonzero(((firstf & HEAD) != 0) & (clen <= 60)):
             self.heading[i] = is_heading(text[first[i]:last[i] + 1])
         self.plan = None                                   # (wraps, region of each line), once computed
+        self.full = None                                   # (whether each line reaches its region's wrap, with it)
         nonblank = np.append(np.flatnonzero(has), -1)     # -1: no line after
         self.next_nonblank = nonblank[np.searchsorted(nonblank[:-1], np.arange(len(starts)) + 1)]
 
+    @property
+    def colons(self) -> int:
+        """Colons in the text (one rule asks, where a page break may fall after one)."""
+        return int(np.count_nonzero(self._flags & COLON))
 
     def share(self, bit: int) -> float:
         """The share of the text's characters that carry flag `bit` (counted once: every
@@ -205,6 +217,36 @@ class Wrap:
         return f"{self.width} {unit}" + (" (indentation not counted)" if "content" in MEASURES[self.measure] else "")
 
 
+def wrap_fields(wraps: list[Wrap], which: np.ndarray, *names: str) -> list[np.ndarray]:
+    """Fields of many wraps as arrays: for each name, wraps[which[k]].name at k."""
+    return [np.array([getattr(w, name) for w in wraps])[which] for name in names]
+
+
+def full_under(t: LineTable, idx: np.ndarray, wraps: list[Wrap], which: np.ndarray) -> np.ndarray:
+    """Wrap.full for many wraps at once: does line idx[k] reach wraps[which[k]]? (A document
+    may have a few dozen wraps, blocks set apart among them: one pass instead of one per wrap.)"""
+    if not len(idx):
+        return np.zeros(0, dtype=bool)
+    measure, width, tol = wrap_fields(wraps, which, "measure", "width", "tol")
+    return reaches(t.widths[idx, measure], width, tol, t.hang[idx], t.hang2[idx], t.mid_word[idx])
+
+
+def region_full(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> np.ndarray:
+    """For every line: does it reach its region's wrap? (False outside any wrapped region.)"""
+    out = np.zeros(len(region), dtype=bool)
+    idx = np.flatnonzero(region >= 0)
+    out[idx] = full_under(t, idx, wraps, region[idx])
+    return out
+
+
+def by_region(lines: np.ndarray, region: np.ndarray, n: int) -> list[np.ndarray]:
+    """`lines` (ascending) split by their region r < n, each part still ascending."""
+    reg = region[lines]
+    order = np.argsort(reg, kind="stable")
+    bounds = np.searchsorted(reg[order], np.arange(n + 1))
+    return [lines[order[a:b]] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def detect_wraps(t: LineTable, blocks: list[tuple[int, int]], strict: bool = False) -> list[Wrap | None]:
     """The wrap of each block [a, b) of lines, or None where it was not hard-wrapped."""
     rid = np.full(len(t.blank), -1, dtype=np.int64)
@@ -235,22 +277,34 @@ def detect_wraps_of(t: LineTable, rid: np.ndarray, R: int, strict: bool = False)
             continue   # a block is indented as a whole: its indentation is no part of the width
         unit = 2 if name.startswith("cols") else 1
         tol = unit
-        top = 155 * unit + 3 * tol + 2
-        w = np.minimum(t.widths[idx, m], top - 1)                # longer lines are only "over" any width
-        key = r_of * top + w
+        lo, hi = 10 * unit, 150 * unit
+        w = t.widths[idx, m]
+        # Only widths that five lines of the whole call reach or hang past can be a block's wrap
+        # (its crowd needs five): the others are left out of every array below.
+        near = np.bincount(np.clip(w, lo - tol, hi + tol), minlength=hi + tol + 1)
+        reach = np.convolve(near, np.ones(2 * tol + 1, dtype=np.int64))[tol:]   # [x]: lines at x - tol ... x + tol
+        W = np.arange(lo, hi)
+        W = W[reach[W] >= 5]
+        if not len(W):
+            continue
+        top = int(W[-1]) + tol + 1              # no width past this is asked about: wider lines are "over"
+        key = r_of * (top + 1) + np.minimum(w, top)
 
-        def cumulative(weights=None):                           # [r, x]: lines of block r narrower than x
-            h = np.bincount(key, weights=weights, minlength=R * top).reshape(R, top)
-            return np.concatenate([np.zeros((R, 1)), np.cumsum(h, axis=1)], axis=1)
+        # [r, x]: lines of block r narrower than x; of them ending in punctuation, hanging, before an item
+        cums = np.zeros((4, R, top + 2), dtype=np.int64)
+        for c, of in enumerate((None, punct, hang, listed_next)):
+            cums[c, :, 1:] = np.bincount(key if of is None else key[of], minlength=R * (top + 1)).reshape(R, top + 1)
+        cum, cum_p, cum_h, cum_o = np.cumsum(cums, axis=2, out=cums)
 
-        cum, cum_p, cum_h, cum_o = cumulative(), cumulative(punct), cumulative(hang), cumulative(listed_next)
-        W = np.arange(10 * unit, 150 * unit)
-        hanging = cum_h[:, W + tol + 1] - cum_h[:, W + 1]     # ending in punctuation just past W
-        at = cum[:, W + 1] - cum[:, W - tol] + hanging          # (blocks, widths)
-        over = n[:, None] - cum[:, W + 1] - hanging
-        below = cum[:, W - tol] - cum[:, W - 3 * tol]
-        mid = at - (cum_p[:, W + 1] - cum_p[:, W - tol] + hanging)
-        listed = cum_o[:, W + 1] - cum_o[:, W - tol]
+        def at_w(c, shift):                                     # c[:, W + shift]
+            return c[:, W + shift]
+
+        hanging = at_w(cum_h, tol + 1) - at_w(cum_h, 1)         # ending in punctuation just past W
+        at = at_w(cum, 1) - at_w(cum, -tol) + hanging           # (blocks, widths)
+        over = n[:, None] - at_w(cum, 1) - hanging
+        below = at_w(cum, -tol) - at_w(cum, -3 * tol)
+        mid = at - (at_w(cum_p, 1) - at_w(cum_p, -tol) + hanging)
+        listed = at_w(cum_o, 1) - at_w(cum_o, -tol)
         nn = n[:, None]
         # a crowd at the width, almost nothing past it (unless the crowd is most of the
         # block: some paragraphs were left unwrapped), far more than just below it, most of
@@ -269,30 +323,59 @@ def detect_wraps_of(t: LineTable, rid: np.ndarray, R: int, strict: bool = False)
     return best
 
 
-def read_style(wrap: Wrap, t: LineTable, a: int, b: int) -> Wrap:
-    """How paragraphs start in a wrapped block: indentation, blank lines, or neither."""
-    return read_style_of(wrap, t, np.flatnonzero(~t.blank[a:b]) + a)
-
-
 def read_style_of(wrap: Wrap, t: LineTable, idx: np.ndarray) -> Wrap:
-    """read_style for the non-blank lines `idx` (ascending)."""
-    if len(idx) < 2:
-        return wrap
-    p, q = idx[:-1], idx[1:]
-    # (pairs of lines next to each other only: `idx` may skip a block read apart)
-    keep = ~t.heading[p] & ~t.heading[q] & (t.next_nonblank[p] == q)
-    p, q = p[keep], q[keep]
-    full = wrap.full(t, p)
-    after_full, after_short = t.indent[q[full]], t.indent[q[~full]]
-    wrap.base_indent = int(np.bincount(after_full).argmax()) if len(after_full) else 0
-    if len(after_short):
-        starts = (after_short > wrap.base_indent).mean()
-        conts = (after_full > wrap.base_indent).mean() if len(after_full) else 0.0
-        wrap.indented = bool(starts >= 0.6 and conts <= 0.3)
-        wrap.blank_sep = bool(((q[~full] - p[~full]) > 1).mean() >= 0.6)
-    if full.sum() >= 4:
-        wrap.spaced = bool(((q[full] - p[full]) > 1).mean() >= 0.8)
+    """read_styles for one wrap and its non-blank lines `idx` (ascending)."""
+    read_styles(t, [(wrap, idx)])
     return wrap
+
+
+def read_styles(t: LineTable, items: list[tuple[Wrap, np.ndarray]]) -> None:
+    """How paragraphs start in wrapped blocks (indentation, blank lines, or neither), read
+    into each wrap from its block's non-blank lines (ascending); the wraps distinct. All
+    blocks at once: a document may have a few dozen set apart, and a pass apiece cost more
+    than the reading."""
+    items = [(w, idx) for w, idx in items if len(idx) >= 2]
+    if not items:
+        return
+    G = len(items)
+    lines = np.concatenate([idx for _, idx in items])
+    g = np.repeat(np.arange(G), [len(idx) for _, idx in items])
+    inside = g[:-1] == g[1:]
+    p, q, g = lines[:-1][inside], lines[1:][inside], g[:-1][inside]
+    # (pairs of lines next to each other only: a block's lines may skip a block read apart)
+    keep = ~t.heading[p] & ~t.heading[q] & (t.next_nonblank[p] == q)
+    p, q, g = p[keep], q[keep], g[keep]
+    full = full_under(t, p, [w for w, _ in items], g)
+    ind = t.indent[q]
+    n_full, n_short = np.bincount(g[full], minlength=G), np.bincount(g[~full], minlength=G)
+    # the commonest indentation after a full line, the smallest of a tie (as bincount's argmax)
+    base = np.zeros(G, dtype=np.int64)
+    if full.any():
+        span = int(ind[full].max()) + 1
+        keys, counts = np.unique(g[full] * span + ind[full], return_counts=True)
+        kg, kv = keys // span, keys % span
+        order = np.lexsort((kv, -counts, kg))
+        first = order[np.concatenate(([True], kg[order][1:] != kg[order][:-1]))]
+        base[kg[first]] = kv[first]
+    over, gap = ind > base[g], (q - p) > 1
+    starts, conts = np.bincount(g[~full & over], minlength=G), np.bincount(g[full & over], minlength=G)
+    blank_after_short = np.bincount(g[~full & gap], minlength=G)
+    blank_after_full = np.bincount(g[full & gap], minlength=G)
+    for k, (wrap, _) in enumerate(items):
+        wrap.base_indent = int(base[k])
+        if n_short[k]:
+            conts_share = conts[k] / n_full[k] if n_full[k] else 0.0
+            wrap.indented = bool(starts[k] / n_short[k] >= 0.6 and conts_share <= 0.3)
+            wrap.blank_sep = bool(blank_after_short[k] / n_short[k] >= 0.6)
+        if n_full[k] >= 4:
+            wrap.spaced = bool(blank_after_full[k] / n_full[k] >= 0.8)
+
+
+def nonblank_between(t: LineTable, blocks) -> list[np.ndarray]:
+    """The non-blank lines of each block [a, b)."""
+    nb = np.flatnonzero(~t.blank)
+    lo, hi = np.searchsorted(nb, [a for a, *_ in blocks]), np.searchsorted(nb, [b for _, b, *_ in blocks])
+    return [nb[x:y] for x, y in zip(lo.tolist(), hi.tolist())]
 
 
 def regions(t: LineTable) -> list[tuple[int, int]]:
@@ -333,27 +416,41 @@ def wrap_plan(t: LineTable) -> tuple[list[Wrap], np.ndarray]:
     whole, *found = detect_wraps(t, [(0, n)] + blocks)
     wraps: list[Wrap] = []
     region = np.full(n, -1, dtype=np.int64)
+    spans = []
     for (a, b), wrap in zip(blocks, found):
         if wrap is None and whole is not None and (~t.blank[a:b]).sum() < 2 * MIN_REGION:
             wrap = Wrap(whole.measure, whole.width)
         if wrap is not None:
-            wraps.append(read_style(wrap, t, a, b))
+            wraps.append(wrap)
+            spans.append((a, b))
             region[a:b] = len(wraps) - 1
+    read_styles(t, list(zip(wraps, nonblank_between(t, spans))))
     n_regions, before = len(wraps), region.copy()
     blocks = trim_blocks(t, set_blocks(t, wraps, region))
-    for (a, b, r), wrap in zip(blocks, detect_wraps(t, [(a, b) for a, b, _ in blocks], strict=True)):
-        if wrap is not None and (r < 0 or (wrap.measure, wrap.width) != (wraps[r].measure, wraps[r].width)):
-            wraps.append(read_style(wrap, t, a, b))
-            region[a:b] = len(wraps) - 1
+    _add_wraps(t, wraps, region, [(a, b, wrap) for (a, b, r), wrap
+                                  in zip(blocks, detect_wraps(t, [(a, b) for a, b, _ in blocks], strict=True))
+                                  if wrap is not None and (r < 0 or (wrap.measure, wrap.width)
+                                                           != (wraps[r].measure, wraps[r].width))])
     split_widths(t, wraps, region)
-    for a, b, wrap in local_wraps(t, wraps, region):
-        wraps.append(read_style(wrap, t, a, b))
-        region[a:b] = len(wraps) - 1
+    _add_wraps(t, wraps, region, local_wraps(t, wraps, region))
     lost = np.unique(before[(region != before) & (before >= 0)])
-    for r in lost[lost < n_regions]:      # a region's style read again without the blocks read apart
-        read_style_of(wraps[r], t, np.flatnonzero((region == r) & ~t.blank))
+    lost = lost[lost < n_regions]
+    # a region's style read again without the blocks read apart
+    if len(lost):
+        parts = by_region(np.flatnonzero(~t.blank), region, len(wraps))
+        read_styles(t, [(wraps[r], parts[r]) for r in lost.tolist()])
     t.plan = (wraps, region)
+    t.full = region_full(t, wraps, region)
     return t.plan
+
+
+def _add_wraps(t: LineTable, wraps: list[Wrap], region: np.ndarray, found: list[tuple[int, int, Wrap]]) -> None:
+    """Each block [a, b) found wrapped at a width of its own becomes a region of its own (a later
+    block over an earlier one wins), its style read from its own lines."""
+    read_styles(t, [(wrap, lines) for (_, _, wrap), lines in zip(found, nonblank_between(t, found))])
+    for a, b, wrap in found:
+        wraps.append(wrap)
+        region[a:b] = len(wraps) - 1
 
 
 def set_blocks(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tuple[int, int, int]]:
@@ -370,9 +467,11 @@ def set_blocks(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tupl
     partial = np.append(np.bincount(reg[wide & (reg >= 0)], minlength=len(wraps)) > 0, True)  # [-1]: unwrapped
     out = _blocks_of(~wide & ~t.heading[nb] & partial[reg], nb, reg)
     narrower = np.zeros(len(nb), dtype=bool)
-    for r, w in enumerate(wraps):
-        sel = np.flatnonzero(reg == r)
-        narrower[sel] = ~w.full(t, nb[sel]) & (t.widths[nb[sel], w.measure] <= w.width + w.tol)
+    sel = np.flatnonzero(reg >= 0)
+    if len(sel):
+        measure, width, tol = wrap_fields(wraps, reg[sel], "measure", "width", "tol")
+        narrower[sel] = (~full_under(t, nb[sel], wraps, reg[sel])
+                         & (t.widths[nb[sel], measure] <= width + tol))
     out += _blocks_of(narrower & ~t.heading[nb], nb, reg)
     base = np.array([w.base_indent for w in wraps] + [0])[reg]
     ind = t.indent[nb]
@@ -406,16 +505,20 @@ def trim_blocks(t: LineTable, blocks: list[tuple[int, int, int]]) -> list[tuple[
     """Each block cut down to its lines from the first full one to the line after the last
     (a run between long lines also holds the short paragraphs around the block), by the
     width a lenient reading finds; the strict reading then decides."""
-    out = []
-    for (a, b, r), wrap in zip(blocks, detect_wraps(t, [(a, b) for a, b, _ in blocks])):
-        if wrap is None:
-            continue
-        idx = np.flatnonzero(~t.blank[a:b]) + a
-        full = np.flatnonzero(wrap.full(t, idx))
-        if len(full):
-            last = min(full[-1] + 1, len(idx) - 1)
-            out.append((int(idx[full[0]]), int(idx[last]) + 1, r))
-    return out
+    found = detect_wraps(t, [(a, b) for a, b, _ in blocks])
+    kept = [k for k, wrap in enumerate(found) if wrap is not None]
+    if not kept:
+        return []
+    parts = nonblank_between(t, [blocks[k] for k in kept])
+    g = np.repeat(np.arange(len(kept)), [len(x) for x in parts])
+    idx = np.concatenate(parts)
+    full = np.flatnonzero(full_under(t, idx, [found[k] for k in kept], g))
+    has = np.unique(g[full])
+    firsts = full[np.searchsorted(g[full], has)]
+    lasts = full[np.searchsorted(g[full], has, side="right") - 1]
+    ends = np.cumsum([len(x) for x in parts]) - 1            # each block's last non-blank line
+    lasts = np.minimum(lasts + 1, ends[has])
+    return [(int(idx[x]), int(idx[y]) + 1, blocks[kept[k]][2]) for k, x, y in zip(has.tolist(), firsts, lasts)]
 
 
 def split_widths(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> None:
@@ -430,8 +533,7 @@ def split_widths(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> None:
     for strict in (False, True):
         rid = np.full(len(t.blank), -1, dtype=np.int64)
         sets = []
-        for r, w in enumerate(wraps):
-            idx = np.flatnonzero((region == r) & ~t.blank & ~t.heading)
+        for r, (w, idx) in enumerate(zip(wraps, by_region(np.flatnonzero(~t.blank & ~t.heading), region, len(wraps)))):
             width = t.widths[idx, w.measure]
             if strict:
                 other = idx[width < w.width - w.tol]
@@ -510,11 +612,8 @@ def local_wraps(t: LineTable, wraps: list[Wrap], region: np.ndarray) -> list[tup
     Returns [a, b) from the paragraph's first line to its last line, and the wrap."""
     nb = np.flatnonzero(~t.blank)
     reg = region[nb]
-    free = reg < 0
-    for r, w in enumerate(wraps):   # a wrapped region's lines that are not full: shorter, or wider
-        sel = np.flatnonzero(reg == r)
-        free[sel] = ~w.full(t, nb[sel])
-    free &= ~t.heading[nb]
+    # lines outside wrapped regions, and a wrapped region's lines that are not full: shorter, or wider
+    free = ~region_full(t, wraps, region)[nb] & ~t.heading[nb]
     word = t.mid_word[nb] | t.open_end[nb]
     closes = t.sentence_end[nb] | t.clause_end[nb]
     wordl, hangl, hang2l = word.tolist(), t.hang[nb].tolist(), t.hang2[nb].tolist()
@@ -608,39 +707,30 @@ def _local_wrap(t: LineTable, nb: np.ndarray, cluster: list[int], w: np.ndarray,
 
 def full_lines(t: LineTable) -> set[int]:
     """Lines that reach their region's wrap width (so go on in the next line)."""
-    wraps, region = wrap_plan(t)
-    out: set[int] = set()
-    for r, wrap in enumerate(wraps):
-        idx = np.flatnonzero((region == r) & ~t.blank)
-        out.update(idx[wrap.full(t, idx)].tolist())
-    return out
+    wrap_plan(t)
+    return set(np.flatnonzero(t.full & ~t.blank).tolist())
 
 
 def joins(t: LineTable, p: np.ndarray, q: np.ndarray, wraps: list[Wrap], region: np.ndarray,
           soft: np.ndarray) -> np.ndarray:
-    """For consecutive non-blank lines p -> q: is q the same paragraph as p?"""
+    """For consecutive non-blank lines p -> q: is q the same paragraph as p? (Every region at
+    once: each pair asks its own region's wrap.)"""
     out = np.zeros(len(p), dtype=bool)
-    odds = None
-    same = (region[p] == region[q]) & (region[p] >= 0)
-    for r in np.unique(region[p][same]):
-        sel = np.flatnonzero(same & (region[p] == r))
-        wrap = wraps[r]
-        pp, qq = p[sel], q[sel]
+    sel = np.flatnonzero((region[p] == region[q]) & (region[p] >= 0))
+    if len(sel):
+        pp, qq, r = p[sel], q[sel], region[p[sel]]
+        base, indented, blank_sep, spaced = wrap_fields(wraps, r, "base_indent", "indented", "blank_sep", "spaced")
         gap = qq - pp - 1
-        start = t.heading[pp] | t.heading[qq] | (t.indent[qq] > wrap.base_indent)
-        if not wrap.indented:
-            if not wrap.spaced:
-                # blank lines separate paragraphs, unless the line before stops mid-sentence (a page break)
-                start |= (gap > 0) & ~t.mid_end[pp]
-            if not wrap.blank_sep or wrap.spaced:
-                # no layout to go by: a finished sentence followed by an opening quote is a new turn
-                start |= ((gap == 0) | wrap.spaced) & t.sentence_end[pp] & t.opens[qq]
-        full = wrap.full(t, pp)
-        if not (wrap.indented or wrap.blank_sep or wrap.spaced):
-            ask = full & ~start & (gap == 0) & t.sentence_end[pp]
-            if ask.any():
-                odds = first_char_odds(t, p, q, wraps, region) if odds is None else odds
-                start[ask] = _starts_by_words(t, wrap, r, region, qq[ask], odds)
+        start = t.heading[pp] | t.heading[qq] | (t.indent[qq] > base)
+        # blank lines separate paragraphs, unless the line before stops mid-sentence (a page break)
+        start |= ~indented & ~spaced & (gap > 0) & ~t.mid_end[pp]
+        # no layout to go by: a finished sentence followed by an opening quote is a new turn
+        start |= (~indented & (~blank_sep | spaced) & ((gap == 0) | spaced) & t.sentence_end[pp]
+                  & t.opens[qq])
+        full = t.full[pp]
+        ask = ~(indented | blank_sep | spaced) & full & ~start & (gap == 0) & t.sentence_end[pp]
+        if ask.any():
+            start[ask] = _starts_by_words(t, wraps, region, r[ask], qq[ask], first_char_odds(t, p, q, region))
         out[sel] = full & ~start
     page = soft[p] & ~out
     if page.any():
@@ -648,43 +738,47 @@ def joins(t: LineTable, p: np.ndarray, q: np.ndarray, wraps: list[Wrap], region:
     return out
 
 
-def _starts_by_words(t: LineTable, wrap: Wrap, r: int, region: np.ndarray, qq: np.ndarray,
+def _starts_by_words(t: LineTable, wraps: list[Wrap], region: np.ndarray, rr: np.ndarray, qq: np.ndarray,
                      odds: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Text wrapped with nothing to mark a paragraph start (no indentation, no blank line):
-    does a full line that ends a sentence end its paragraph, one that happened to fill the
-    line, or was it wrapped right after the full stop? The file decides. Prior odds: the
-    paragraphs ending so near the width (counted on the short lines just below it, which
-    are about as many) against the wraps falling after a sentence end (the share of such
-    characters in the text). Evidence: the odds of the next line's first character
-    (`first_char_odds`)."""
-    lines = np.flatnonzero((region == r) & ~t.blank & ~t.heading)
-    full = wrap.full(t, lines)
-    w = t.widths[lines, wrap.measure]
-    near = lines[~full][(w[~full] >= wrap.width - 3 * wrap.tol) & (w[~full] < wrap.width - wrap.tol)]
-    ends_near = np.count_nonzero(t.sentence_end[near])
-    wraps_after_end = np.count_nonzero(full) * t.share(END)
-    if len(lines) < MIN_REGION:   # too few to count: the paragraphs' last lines spread evenly below the width
-        ends_near = np.count_nonzero(~full) * 2 * wrap.tol / wrap.width
-        prior = np.log((ends_near + 0.05) / (wraps_after_end + 0.05))
-    else:
-        prior = np.log(max(ends_near, 0.5) / max(wraps_after_end, 0.5))
+    does a full line that ends a sentence end its paragraph (line qq[k] after it, in region
+    rr[k]), one that happened to fill the line, or was it wrapped right after the full stop?
+    The file decides. Prior odds, per region: the paragraphs ending so near the width
+    (counted on the short lines just below it, which are about as many) against the wraps
+    falling after a sentence end (the share of such characters in the text). Evidence: the
+    odds of the next line's first character (`first_char_odds`)."""
+    lines = np.flatnonzero((region >= 0) & ~t.blank & ~t.heading)
+    reg = region[lines]
+    full = t.full[lines]
+    measure, width, tol = wrap_fields(wraps, reg, "measure", "width", "tol")
+    w = t.widths[lines, measure]
+    near = ~full & (w >= width - 3 * tol) & (w < width - tol)
+    R = len(wraps)
+    n_lines, n_full = np.bincount(reg, minlength=R), np.bincount(reg[full], minlength=R)
+    n_ends_near = np.bincount(reg[near & t.sentence_end[lines]], minlength=R)
+    prior = np.zeros(R)
+    for r in np.unique(rr).tolist():
+        wrap = wraps[r]
+        ends_near = int(n_ends_near[r])
+        wraps_after_end = int(n_full[r]) * t.share(END)
+        if n_lines[r] < MIN_REGION:   # too few to count: the paragraphs' last lines spread evenly below the width
+            ends_near = int(n_lines[r] - n_full[r]) * 2 * wrap.tol / wrap.width
+            prior[r] = np.log((ends_near + 0.05) / (wraps_after_end + 0.05))
+        else:
+            prior[r] = np.log(max(ends_near, 0.5) / max(wraps_after_end, 0.5))
     chars, lr = odds
     k = np.minimum(np.searchsorted(chars, t.first_cp[qq]), len(chars) - 1)
-    return prior + np.where(chars[k] == t.first_cp[qq], lr[k], 0.0) > 0
+    return prior[rr] + np.where(chars[k] == t.first_cp[qq], lr[k], 0.0) > 0
 
 
-def first_char_odds(t: LineTable, p: np.ndarray, q: np.ndarray, wraps: list[Wrap],
-                    region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def first_char_odds(t: LineTable, p: np.ndarray, q: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """How much more often a character starts a paragraph than a sentence inside one, as
     (sorted characters, log odds), smoothed: counted on the first characters of the file's
     wrapped lines that plainly start a paragraph (after a short line of the same region),
     and on the characters after every sentence end inside a line. A character seen neither
     way is not listed (it says nothing)."""
     ok = (region[p] == region[q]) & (region[p] >= 0) & ~t.heading[p] & ~t.heading[q]
-    after_short = np.zeros(len(p), dtype=bool)
-    for k in np.unique(region[p][ok]):
-        sel = np.flatnonzero(ok & (region[p] == k))
-        after_short[sel] = ~wraps[k].full(t, p[sel])
+    after_short = ok & ~t.full[p]
     starts, goes_on = t.first_cp[q[after_short]], t.after(END)
     chars, code = np.unique(np.concatenate([starts, goes_on]), return_inverse=True)
     if not len(chars):

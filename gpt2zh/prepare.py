@@ -4,7 +4,7 @@ One straight pipeline, each step handing the next what it needs, in memory that 
 grow with the corpus (kept per document: ~400 bytes of counts and signature facts, in arrays;
 per file: its place in the input and in the work directory's report spill):
 
-    survey         a file larger than 16 MB is read in pieces (`decode.survey`): its
+    survey         a file larger than 16 MB (a .jsonl: 4 MB) is read in pieces (`decode.survey`): its
                    encoding found by a streaming pass, its pieces cut at line or paragraph breaks
     read + learn   every piece's raw documents scanned for corpus-level patterns (boilerplate
                    that recurs across files), in worker processes, folded file by file

@@ -49,11 +49,28 @@ def shard_bytes(out: Path) -> list[bytes]:
     return [p.read_bytes() for p in sorted(out.glob("*.bin"))]
 
 
-def test_jsonl_in_pieces_gives_the_same_shards_and_report(corpora, tmp_path):
+def test_a_jsonl_is_read_in_smaller_pieces_than_a_txt(corpora, tmp_path):
+    """A .jsonl piece is a batch of whole documents, so it is cut smaller (a worker holds a
+    few copies of its piece); a .txt piece is a document of its own and keeps its size."""
+    src = novel_jsonl(corpora, tmp_path / "novels.jsonl")
+    size = src.stat().st_size
+    assert decode.JSONL_PIECE_BYTES < size < decode.PIECE_BYTES
+    pieces = survey(src).pieces
+    assert len(pieces) == round(size / decode.JSONL_PIECE_BYTES)
+    assert all(p.end - p.start <= decode.JSONL_PIECE_BYTES * 3 // 2 for p in pieces)
+    txt = tmp_path / "novels.txt"
+    txt.write_bytes(src.read_bytes())
+    assert len(survey(txt).pieces) == 1 and survey(txt).pieces[0].whole
+
+
+def test_jsonl_in_pieces_gives_the_same_shards_and_report(corpora, tmp_path, monkeypatch):
     src = novel_jsonl(corpora, tmp_path / "novels.jsonl")
     assert len(survey(src, piece_bytes=PIECE).pieces) >= 10
     whole, pieces = tmp_path / "whole", tmp_path / "pieces"
-    prepare(PrepareConfig(inputs=[str(src)], out=str(whole), progress=False, workers=1))
+    with monkeypatch.context() as m:   # (a .jsonl of 7 MB is otherwise read in 4 MB pieces)
+        m.setattr(decode, "JSONL_PIECE_BYTES", decode.PIECE_BYTES)
+        assert len(survey(src).pieces) == 1
+        prepare(PrepareConfig(inputs=[str(src)], out=str(whole), progress=False, workers=1))
     prepare(PrepareConfig(inputs=[str(src)], out=str(pieces), progress=False, workers=2, piece_bytes=PIECE))
     assert shard_bytes(whole) == shard_bytes(pieces)
     assert figures(whole) == figures(pieces)

@@ -16,6 +16,7 @@ worker, or the child that learns the corpus); the step of prepare running
 at the peak is read from report.json's timing. Throughput is input bytes per second of wall
 time.
   python bench/scale.py [--sizes 0.25 1 4] [--layouts jsonl txt] [--workers 2] [--work DIR --keep]
+                        [--trace DIR]   (every memory sample of each run, as CSV)
 """
 from __future__ import annotations
 
@@ -101,16 +102,17 @@ class Generator:
         return written
 
 
-def tree_memory(proc) -> tuple[int, int, int, int]:
-    """(PSS, RSS) summed over a process and its children, the process's own PSS, and the
-    largest PSS of one of its children (a worker)."""
+def tree_memory(proc) -> tuple[int, int, int, list[int]]:
+    """(PSS, RSS) summed over a process and its children, the process's own PSS, and the PSS
+    of each of its children (workers, or the child that learns the corpus)."""
     import psutil
 
-    pss = rss = own = child = 0
+    pss = rss = own = 0
+    children = []
     try:
         tree = [proc] + proc.children(recursive=True)
     except psutil.NoSuchProcess:   # it has just ended: the sampler stops on the next turn
-        return 0, 0, 0, 0
+        return 0, 0, 0, []
     for p in tree:
         try:
             m = p.memory_full_info()
@@ -118,13 +120,15 @@ def tree_memory(proc) -> tuple[int, int, int, int]:
             if p is proc:
                 own = m.pss
             else:
-                child = max(child, m.pss)
+                children.append(m.pss)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
-    return pss, rss, own, child
+    return pss, rss, own, children
 
 
-def run_prepare(inputs: Path, out: Path, workers: int, extra: list[str]) -> dict:
+def run_prepare(inputs: Path, out: Path, workers: int, extra: list[str], trace: Path | None = None) -> dict:
+    """Time and peak memory of one `prepare`; with `trace`, every sample of the tree's memory
+    written there as CSV (seconds, tree PSS, parent PSS, each child's PSS, in MB)."""
     import psutil
 
     cmd = [sys.executable, "-m", "gpt2zh", "prepare", str(inputs), "--out", str(out), "--overwrite", "--quiet",
@@ -136,13 +140,18 @@ def run_prepare(inputs: Path, out: Path, workers: int, extra: list[str]) -> dict
     peak = {"pss": 0, "rss": 0, "at": 0.0, "parent_pss": 0, "worker_pss": 0}
     done = threading.Event()
 
+    samples = []
+
     def sample():
         while not done.is_set():
-            pss, rss, own, worker = tree_memory(proc)
+            pss, rss, own, children = tree_memory(proc)
+            now = time.perf_counter() - t0
             if pss > peak["pss"]:
-                peak.update(pss=pss, at=time.perf_counter() - t0)
+                peak.update(pss=pss, at=now)
             peak["rss"], peak["parent_pss"] = max(peak["rss"], rss), max(peak["parent_pss"], own)
-            peak["worker_pss"] = max(peak["worker_pss"], worker)
+            peak["worker_pss"] = max([peak["worker_pss"], *children])
+            if trace is not None and pss:
+                samples.append((now, pss, own, *sorted(children, reverse=True)))
             done.wait(0.2)
 
     t = threading.Thread(target=sample, daemon=True)
@@ -154,6 +163,9 @@ def run_prepare(inputs: Path, out: Path, workers: int, extra: list[str]) -> dict
     if child.returncode:
         raise SystemExit(f"prepare failed ({child.returncode}): {err[-2000:]}")
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    if trace is not None:
+        trace.write_text("".join(",".join(f"{x / 1e6:.1f}" if k else f"{x:.2f}" for k, x in enumerate(row)) + "\n"
+                                 for row in samples))
     return {"seconds": seconds, "peak_pss": peak["pss"], "peak_rss": peak["rss"], "parent_pss": peak["parent_pss"],
             "worker_pss": peak["worker_pss"],
             "peak_step": step_at(peak["at"] - (seconds - report["seconds"]), report["timing"])}
@@ -180,6 +192,8 @@ def main():
     ap.add_argument("--work", default=None, help="where corpora and outputs go (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the generated corpora")
     ap.add_argument("--prepare-args", default="", help="extra arguments for prepare, e.g. '--vocab gb2312'")
+    ap.add_argument("--trace", default=None, help="a folder for each run's memory samples (CSV: seconds, tree, "
+                                                   "parent and each child's PSS in MB)")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="gpt2zh-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -199,7 +213,10 @@ def main():
                 n = sum(f.stat().st_size for f in corpus.rglob("*") if f.is_file())
             for w in args.workers:
                 out = work / "out"
-                r = run_prepare(corpus, out, w, args.prepare_args.split())
+                trace = Path(args.trace) / f"{layout}-{size:g}-w{w}.csv" if args.trace else None
+                if trace is not None:
+                    trace.parent.mkdir(parents=True, exist_ok=True)
+                r = run_prepare(corpus, out, w, args.prepare_args.split(), trace)
                 mbps = n / 1e6 / r["seconds"]
                 print(f"{layout:<6} {n / 1e9:>6.2f} {w:>7} {r['seconds']:>8.1f} {mbps:>6.1f} "
                       f"{r['seconds'] / (n / 1e9):>6.0f} {r['peak_pss'] / 1e6:>11.0f} {r['peak_rss'] / 1e6:>11.0f} "

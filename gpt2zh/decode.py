@@ -342,8 +342,8 @@ def read_whole(path: Path, size: int, piece_bytes: int = PIECE_BYTES) -> bool:
 
 
 def survey(path: Path, replace_bad_bytes: bool = False, piece_bytes: int = PIECE_BYTES) -> Source:
-    """The file's pieces. A file of up to `piece_bytes` (or a .json: one list, not cut) is one
-    piece, read whole later; a larger one has its encoding found here, by a streaming pass."""
+    """The file's pieces. A file of up to its `piece_size` (or a .json: one list, not cut) is
+    one piece, read whole later; a larger one has its encoding found here, by a streaming pass."""
     size = path.stat().st_size
     piece_bytes = piece_size(path, piece_bytes)
     if read_whole(path, size, piece_bytes):

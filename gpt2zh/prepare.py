@@ -45,6 +45,7 @@ from .vocab import build_corpus_char_tokenizer, char_counts_sparse, counts_to_co
 BATCH_CHARS = 8 << 20     # characters per encoding batch: large enough for both cores, small enough for RAM
 MAX_SHARDS = 100_000      # more files than this is a mistake, not a plan
 MIN_SHARD_TOKENS = 256    # fewer shards than asked when each would hold less than this
+CHUNK_JOBS = 4            # jobs handed to a worker at a time (see run_parallel)
 
 
 @dataclass
@@ -279,7 +280,11 @@ def run_parallel(pool, fn, job, sizes: np.ndarray, desc: str, progress: bool):
                       leave=False) as bar:
         jobs = ((fn, int(i), job(int(i))) for i in order)
         if pool is not None and len(sizes) > 1:
-            chunk = max(1, min(64, len(sizes) // (pool._processes * 16)))
+            # A few jobs at a time: a worker sends a chunk's results (reports with their drop
+            # samples) in one message that both ends hold whole, so a chunk that grew with the
+            # corpus (up to 64) made the memory grow with it (1 GB of .txt files: 123 MB at the
+            # peak with 64, 99 MB with 4)
+            chunk = max(1, min(CHUNK_JOBS, len(sizes) // (pool._processes * 16)))
             results = pool.imap_unordered(_indexed, jobs, chunksize=chunk)
         else:
             results = map(_indexed, jobs)

@@ -67,7 +67,7 @@ def test_jsonl_in_pieces_gives_the_same_shards_and_report(corpora, tmp_path, mon
     src = novel_jsonl(corpora, tmp_path / "novels.jsonl")
     assert len(survey(src, piece_bytes=PIECE).pieces) >= 10
     whole, pieces = tmp_path / "whole", tmp_path / "pieces"
-    with monkeypatch.context() as m:   # (a .jsonl of 7 MB is otherwise read in 4 MB pieces)
+    with monkeypatch.context() as m:   # (this 6.6 MB .jsonl is otherwise read in 4 MB pieces)
         m.setattr(decode, "JSONL_PIECE_BYTES", decode.PIECE_BYTES)
         assert len(survey(src).pieces) == 1
         prepare(PrepareConfig(inputs=[str(src)], out=str(whole), progress=False, workers=1))

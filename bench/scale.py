@@ -139,7 +139,6 @@ def run_prepare(inputs: Path, out: Path, workers: int, extra: list[str], trace: 
     proc = psutil.Process(child.pid)
     peak = {"pss": 0, "rss": 0, "at": 0.0, "parent_pss": 0, "worker_pss": 0}
     done = threading.Event()
-
     samples = []
 
     def sample():

@@ -85,6 +85,12 @@ def _char_flags() -> np.ndarray:
     return _LUT
 
 
+def _at(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """a[idx] for each line's index, clipped into the text (a line with no character points
+    past it; the caller masks those lines out)."""
+    return a[np.clip(idx, 0, len(a) - 1)] if len(a) else np.zeros(len(idx), dtype=a.dtype)
+
+
 class LineTable:
     """Every line of a text measured once, as arrays computed over the whole text at once
     (a Python object per line and per question costs ten times more on a novel's 20,000 lines)."""
@@ -115,8 +121,8 @@ class LineTable:
         self.indent = np.where(has, cum[np.minimum(first, n)] - cum[starts], 0)
         self.widths = np.stack([cols, cols - self.indent, rlen, clen], axis=1)   # one column per MEASURES
         self.blank = ~has
-        lastf = np.where(has, flags[np.clip(last, 0, max(n - 1, 0))] if n else 0, 0)
-        firstf = np.where(has, flags[np.clip(first, 0, max(n - 1, 0))] if n else 0, 0)
+        lastf = np.where(has, _at(flags, last), 0)
+        firstf = np.where(has, _at(flags, first), 0)
         self.hang = (lastf & HANG) != 0
         self.punct = (lastf & PUNCT) != 0
         self.sentence_end = (lastf & END) != 0
@@ -127,14 +133,14 @@ class LineTable:
         self.opens = (firstf & OPEN) != 0
         self.open_end = (lastf & OPENER) != 0      # a paragraph never stops on an opening quote or bracket
         self.clause_end = (lastf & CLAUSE) != 0     # "道：" ends a paragraph before a speech
-        before_last = np.where(has & (last > first), flags[np.clip(last - 1, 0, max(n - 1, 0))] if n else 0, 0)
+        before_last = np.where(has & (last > first), _at(flags, last - 1), 0)
         self.hang2 = self.hang & ((before_last & HANG) != 0)   # "。”": two closing marks may hang
         # punctuation inside the line (the last character not counted): prose has it, a list item or a
         # line of free verse seldom does
         pauses = np.diff(np.searchsorted(np.flatnonzero(flags & PAUSE), np.append(starts, n + 1)))
         self.pauses = pauses - ((lastf & PAUSE) != 0)
         # the first character of each line
-        self.first_cp = np.where(has, cps[np.minimum(first, max(n - 1, 0))] if n else 0, 0)
+        self.first_cp = np.where(has, _at(cps, first), 0)
         self._shares: dict[int, float] = {}
         self.heading = np.zeros(len(starts), dtype=bool)
         for i in np.flatnonzero(((firstf & HEAD) != 0) & (clen <= 60)):

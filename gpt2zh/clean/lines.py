@@ -94,7 +94,10 @@ class Recurrence:
     MIN_DOC_SHARE = 1 / 200    # ... or documents of the corpus holding it (and at least 3)
     MIN_PLACES = 3             # ... in at least this many different places
     KEEP_PLACES = 4
-    CAP = 100_000              # templates in the table (tens of MB at most)
+    # templates in the table: ~350 B each with their counts, places and the heap's slack, so
+    # 18 MB at the cap (at 100,000 it was the largest thing in prepare's peak at 4 GB of input);
+    # a book holds a few hundred, and boilerplate, held by many documents, outlives every pruning
+    CAP = 50_000
 
     def __init__(self):
         self.count: Counter = Counter()     # occurrences in this file

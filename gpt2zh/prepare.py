@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .clean import Learner, merge_pieces
+from .clean import Learner, build_tables, merge_pieces
 from .clean.dedup import BINS, FACTS, SignatureTable, facts, find_duplicates, low_punctuation, signature
 from .clean.report import DETAILED_FILES, ReportSpill, ReportWriter, SamplePool, unfinished_warning
 from .corpus import BAD_LINES, CleanOptions, CorpusError, FileReport, clean_piece, find_inputs, scan_piece, split_document, why_empty
@@ -46,6 +46,7 @@ BATCH_CHARS = 8 << 20     # characters per encoding batch: large enough for both
 MAX_SHARDS = 100_000      # more files than this is a mistake, not a plan
 MIN_SHARD_TOKENS = 256    # fewer shards than asked when each would hold less than this
 CHUNK_JOBS = 4            # jobs handed to a worker at a time (see run_parallel)
+RENEW_CHUNKS = 64  # a cleaning worker is replaced after this many chunks (see clean_all)
 
 
 @dataclass
@@ -294,26 +295,36 @@ def run_parallel(pool, fn, job, sizes: np.ndarray, desc: str, progress: bool):
 
 
 def _quiet_worker() -> None:
-    """A worker ends on SIGTERM without a traceback, and leaves Ctrl-C (sent to the whole
-    process group) to the parent, which ends the pool and removes the temporary directory."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    """A worker ends on SIGTERM by unwinding, without a traceback, and leaves Ctrl-C (sent to
+    the whole process group) to the parent, which ends the pool and removes the temporary
+    directory. Unwinding, not dying where it stands: a worker waiting for its next job holds
+    the pool's queue lock, which the pool's `terminate` takes, so a worker killed there by a
+    SIGTERM sent to the whole group (a service manager stopping the job) left prepare waiting
+    for that lock forever."""
+    signal.signal(signal.SIGTERM, _exit_unwinding)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _exit_unwinding(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 @contextmanager
-def worker_pool(workers: int, n_jobs: int, step: Step):
+def worker_pool(workers: int, n_jobs: int, step: Step, renew: int | None = None):
     """A pool of forked workers for one parallel step (starting one costs ~20 ms), or None to
-    run it here; either way the jobs find `step` in _STEP."""
+    run it here; either way the jobs find `step` in _STEP. With `renew`, each worker is
+    replaced by a fresh fork after that many chunks of jobs."""
     _STEP[:] = [step]
     try:
         if workers <= 1 or n_jobs <= 1:
             yield None
             return
+        build_tables()   # once, here: the workers share the pages
         # The workers inherit this process's objects. Frozen, they are left out of every
         # garbage collection: a collection in a worker writes into each object it visits,
         # which copies their pages into that worker and unshares them from this one.
         gc.freeze()
-        pool = get_context("fork").Pool(min(workers, n_jobs), initializer=_quiet_worker)
+        pool = get_context("fork").Pool(min(workers, n_jobs), initializer=_quiet_worker, maxtasksperchild=renew)
         try:
             yield pool
             pool.close()
@@ -380,15 +391,34 @@ def _learn_with_pool(table: SourceTable, cfg: PrepareConfig) -> tuple[dict | Non
 
 
 def learn_apart(table: SourceTable, cfg: PrepareConfig) -> tuple[dict | None, np.ndarray]:
-    """`learn_corpus` in a forked child with workers of its own, its result sent back: the
-    boilerplate table it fills (up to its cap, more of it the larger the corpus) would leave
-    its heap behind in this process for the rest of the run, fragmented past what malloc_trim
-    can return (16 MB more at 4 GB than at 1 GB, measured)."""
+    """`learn_corpus` in a forked child with workers of its own: the boilerplate table it
+    fills (up to its cap, more of it the larger the corpus) would leave its heap behind in
+    this process for the rest of the run, fragmented past what malloc_trim can return (16 MB
+    more at 4 GB than at 1 GB, measured)."""
     if learns_while_cleaning(table):
         return None, np.zeros(1, dtype=np.int64)
+    if cfg.workers > 1:
+        build_tables()   # (before the fork: shared by this process, the child and its workers)
+    return in_child(_learn_with_pool, (table, cfg), "learning the corpus")
+
+
+def _survey_inputs(cfg: PrepareConfig) -> SourceTable:
+    return survey_all(find_inputs(cfg.inputs), cfg)
+
+
+def survey_apart(cfg: PrepareConfig) -> SourceTable:
+    """Every input found and surveyed in a forked child, only the table sent back: a path, a
+    `Source` and a list entry per file (~600 bytes each) would leave holes in this process's
+    heap that the rest of the run keeps resident (13,400 files held 4 MB more than 3,400
+    while the workers cleaned, measured)."""
+    return in_child(_survey_inputs, (cfg,), "surveying the inputs")
+
+
+def in_child(fn, args: tuple, what: str):
+    """fn(*args) in a forked child, its result (or its exception) sent back through a pipe."""
     ctx = get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_send_result, args=(send, _learn_with_pool, (table, cfg)), name="gpt2zh-learn")
+    child = ctx.Process(target=_send_result, args=(send, fn, args), name="gpt2zh-child")
     gc.freeze()   # (as for a pool of workers: the child's collections leave this process's pages shared)
     child.start()
     send.close()
@@ -396,7 +426,7 @@ def learn_apart(table: SourceTable, cfg: PrepareConfig) -> tuple[dict | None, np
         ok, value = recv.recv()
     except EOFError:
         child.join()
-        raise RuntimeError(f"gpt2zh prepare: the process learning the corpus ended without a result "
+        raise RuntimeError(f"gpt2zh prepare: the process {what} ended without a result "
                            f"(exit code {child.exitcode}; out of memory?)") from None
     except BaseException:   # Ctrl-C or SIGTERM here: the child ends its workers and goes too
         child.terminate()
@@ -445,7 +475,10 @@ def clean_all(table: SourceTable, first_docs: np.ndarray, cfg: PrepareConfig, wo
     def job(i: int) -> tuple:
         return i, int(file_of[i]), table.piece(i), int(first_docs[i])
 
-    with worker_pool(cfg.workers, len(file_of), step) as pool:
+    # A worker that has cleaned thousands of pieces holds more than a fresh one (its heap
+    # fragmented by pieces of every size, and small leftovers of each): 2 MB more each after
+    # 4 GB of input than after 1 GB, measured. Replaced now and then, it stays as it started.
+    with worker_pool(cfg.workers, len(file_of), step, renew=RENEW_CHUNKS) as pool:
         for i, c in run_parallel(pool, _clean, job, table.piece_sizes(), "clean", cfg.progress):
             if c.counts is not None:
                 char_counts[c.counts[0]] += c.counts[1]
@@ -728,15 +761,13 @@ def prepare(cfg: PrepareConfig) -> dict:
     t0 = time.time()
     clock = Laps()
     out = Path(cfg.out)
-    files = find_inputs(cfg.inputs)
     with DirLock(out.parent / f".{out.name}.lock", f"--out {out}"), terminate_as_interrupt(), \
             atomic_output_dir(out, cfg.overwrite) as tmp:
         work = tmp / ".work"
         work.mkdir()
         char_counts = np.zeros(0x110000, dtype=np.int64) if cfg.vocab == "char" else None
         samples = SamplePool()
-        table = survey_all(files, cfg)
-        del files   # (the table names them: one Path object less per input file)
+        table = survey_apart(cfg)
         clock.lap("survey")
         learned, first_docs = learn_apart(table, cfg)
         clock.lap("read + learn")

@@ -261,8 +261,9 @@ def test_a_second_prepare_into_the_same_out_refuses(tmp_path, capsys, corpora):
     assert code == 0 and not (tmp_path / ".out.lock").exists()
 
 
-def start_prepare_on_sixty_novels(tmp_path, corpora, *args):
-    """`gpt2zh prepare` in a subprocess on 60 copies of a novel (80 MB): long enough to interrupt."""
+def start_prepare_on_sixty_novels(tmp_path, corpora, *args, group: bool = False):
+    """`gpt2zh prepare` in a subprocess on 60 copies of a novel (80 MB): long enough to interrupt
+    (with `group`, in a process group of its own)."""
     import subprocess
     import sys
 
@@ -272,7 +273,7 @@ def start_prepare_on_sixty_novels(tmp_path, corpora, *args):
     for i in range(60):
         (big / f"{i:02d}.txt").write_bytes(text)
     return subprocess.Popen([sys.executable, "-m", "gpt2zh", "prepare", str(big), "--out", str(tmp_path / "out"),
-                             "--quiet", *args], stderr=subprocess.PIPE, text=True)
+                             "--quiet", *args], stderr=subprocess.PIPE, text=True, start_new_session=group)
 
 
 def test_sigterm_during_prepare_leaves_no_temporary_directory(tmp_path, corpora):
@@ -290,6 +291,35 @@ def test_sigterm_during_prepare_leaves_no_temporary_directory(tmp_path, corpora)
     assert proc.returncode != 0 and "Traceback" not in err
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")], list(tmp_path.iterdir())
+
+
+def test_sigterm_to_the_whole_group_while_cleaning_ends_every_process(tmp_path, corpora):
+    """A service manager stops a job by sending SIGTERM to every process of its group at once:
+    the workers then end as prepare does, by unwinding (one killed while it waited for a job
+    held the pool's queue lock, and prepare waited for it forever)."""
+    import signal
+    import time
+
+    import psutil
+
+    proc = start_prepare_on_sixty_novels(tmp_path, corpora, "--workers", "2", group=True)
+    me, deadline = psutil.Process(proc.pid), time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        try:   # cleaning: prepare's own two workers (learning and surveying run in a child)
+            if len(me.children()) == 2 and not any(c.children() for c in me.children()):
+                break
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.01)
+    time.sleep(0.5)
+    assert proc.poll() is None, "prepare finished before it could be interrupted"
+    family = me.children(recursive=True)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive, alive
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out") or p.name == "out"]
 
 
 def test_unknown_rate_is_the_same_in_prepare_and_eval(novel_shards, tiny_run):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,11 @@ import numpy as np
 import pytest
 
 from gpt2zh import decode
+from gpt2zh import prepare as prepare_module
 from gpt2zh.clean.lines import Recurrence
 from gpt2zh.corpus import clean_file, CleanOptions
 from gpt2zh.decode import CorpusError, Source, SourceTable, read_piece, read_text_file, survey
-from gpt2zh.prepare import PrepareConfig, prepare
+from gpt2zh.prepare import PrepareConfig, _clean, prepare
 from gpt2zh.shards import ShardError, ShardWriter, _sha256, load_tokens, read_manifest
 
 PIECE = 256 << 10
@@ -63,6 +65,15 @@ def test_a_jsonl_is_read_in_smaller_pieces_than_a_txt(corpora, tmp_path):
     assert len(survey(txt).pieces) == 1 and survey(txt).pieces[0].whole
 
 
+_CLEANED_BY: list[Path] = []   # where _clean_noting_pid writes the worker's pid (set before the fork)
+
+
+def _clean_noting_pid(args):
+    with open(_CLEANED_BY[0], "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return _clean(args)
+
+
 def test_jsonl_in_pieces_gives_the_same_shards_and_report(corpora, tmp_path, monkeypatch):
     src = novel_jsonl(corpora, tmp_path / "novels.jsonl")
     assert len(survey(src, piece_bytes=PIECE).pieces) >= 10
@@ -71,7 +82,14 @@ def test_jsonl_in_pieces_gives_the_same_shards_and_report(corpora, tmp_path, mon
         m.setattr(decode, "JSONL_PIECE_BYTES", decode.PIECE_BYTES)
         assert len(survey(src).pieces) == 1
         prepare(PrepareConfig(inputs=[str(src)], out=str(whole), progress=False, workers=1))
+    # in pieces, by two workers each replaced after every chunk of pieces: a fresh fork
+    # cleans as the first one did (the step and what was learned are still there)
+    monkeypatch.setattr(prepare_module, "RENEW_CHUNKS", 1)
+    monkeypatch.setattr(prepare_module, "_clean", _clean_noting_pid)
+    monkeypatch.setattr(sys.modules[__name__], "_CLEANED_BY", [tmp_path / "pids"])
     prepare(PrepareConfig(inputs=[str(src)], out=str(pieces), progress=False, workers=2, piece_bytes=PIECE))
+    pids = (tmp_path / "pids").read_text().split()
+    assert len(pids) == len(survey(src, piece_bytes=PIECE).pieces) and len(set(pids)) > 2
     assert shard_bytes(whole) == shard_bytes(pieces)
     assert figures(whole) == figures(pieces)
     assert (whole / "tokenizer.json").read_bytes() == (pieces / "tokenizer.json").read_bytes()

@@ -80,6 +80,20 @@ def pipeline(opts) -> list[Rule]:
     return [RULES[name]() for name in ORDER if getattr(opts, name)]
 
 
+def build_tables() -> None:
+    """Build the code-point tables the rules otherwise build on first use (~7 MB: a flag, a
+    class or a script for each of the 1.1 M code points). A process that forks workers calls
+    this first, so that its workers share one copy of those pages instead of each building a
+    private one (and a worker that is replaced starts with them)."""
+    from .dedup import _kinds
+    from .garbage import class_tables
+    from .paragraphs import _char_flags
+
+    _char_flags()
+    class_tables()
+    _kinds()
+
+
 def scan(texts: list[str], opts) -> dict:
     """What the corpus-level rules need from one file's raw documents (line ends normalized),
     or from one piece of a large file."""

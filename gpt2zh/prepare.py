@@ -46,7 +46,7 @@ BATCH_CHARS = 8 << 20     # characters per encoding batch: large enough for both
 MAX_SHARDS = 100_000      # more files than this is a mistake, not a plan
 MIN_SHARD_TOKENS = 256    # fewer shards than asked when each would hold less than this
 CHUNK_JOBS = 4            # jobs handed to a worker at a time (see run_parallel)
-RENEW_CHUNKS = 64  # a cleaning worker is replaced after this many chunks (see clean_all)
+RENEW_BYTES = 64 << 20    # a cleaning worker is replaced after about this much input (see clean_all)
 
 
 @dataclass
@@ -285,13 +285,22 @@ def run_parallel(pool, fn, job, sizes: np.ndarray, desc: str, progress: bool):
             # samples) in one message that both ends hold whole, so a chunk that grew with the
             # corpus (up to 64) made the memory grow with it (1 GB of .txt files: 123 MB at the
             # peak with 64, 99 MB with 4)
-            chunk = max(1, min(CHUNK_JOBS, len(sizes) // (pool._processes * 16)))
-            results = pool.imap_unordered(_indexed, jobs, chunksize=chunk)
+            results = pool.imap_unordered(_indexed, jobs, chunksize=chunk_size(len(sizes), pool._processes))
         else:
             results = map(_indexed, jobs)
         for i, r in results:
             bar.update(int(sizes[i]))
             yield i, r
+
+
+def chunk_size(n_jobs: int, processes: int) -> int:
+    return max(1, min(CHUNK_JOBS, n_jobs // (processes * 16)))
+
+
+def renew_after(sizes: np.ndarray, workers: int) -> int:
+    """How many chunks of jobs a worker cleans before it is replaced: about RENEW_BYTES of input."""
+    per_chunk = chunk_size(len(sizes), workers) * max(1.0, float(np.mean(sizes))) if len(sizes) else 1.0
+    return max(1, round(RENEW_BYTES / per_chunk))
 
 
 def _quiet_worker() -> None:
@@ -475,11 +484,13 @@ def clean_all(table: SourceTable, first_docs: np.ndarray, cfg: PrepareConfig, wo
     def job(i: int) -> tuple:
         return i, int(file_of[i]), table.piece(i), int(first_docs[i])
 
-    # A worker that has cleaned thousands of pieces holds more than a fresh one (its heap
-    # fragmented by pieces of every size, and small leftovers of each): 2 MB more each after
-    # 4 GB of input than after 1 GB, measured. Replaced now and then, it stays as it started.
-    with worker_pool(cfg.workers, len(file_of), step, renew=RENEW_CHUNKS) as pool:
-        for i, c in run_parallel(pool, _clean, job, table.piece_sizes(), "clean", cfg.progress):
+    # A worker holds more the more it has cleaned (its heap fragmented by pieces of every size,
+    # and small leftovers of each): a worker of 4 MB JSONL pieces went from 45 MB to 54 MB over
+    # 2 GB of input. Replaced after every RENEW_BYTES of input, it stays near where it started.
+    sizes = table.piece_sizes()
+    renew = renew_after(sizes, min(cfg.workers, len(sizes)))
+    with worker_pool(cfg.workers, len(file_of), step, renew=renew) as pool:
+        for i, c in run_parallel(pool, _clean, job, sizes, "clean", cfg.progress):
             if c.counts is not None:
                 char_counts[c.counts[0]] += c.counts[1]
             if c.file >= DETAILED_FILES:

@@ -84,7 +84,7 @@ def test_jsonl_in_pieces_gives_the_same_shards_and_report(corpora, tmp_path, mon
         prepare(PrepareConfig(inputs=[str(src)], out=str(whole), progress=False, workers=1))
     # in pieces, by two workers each replaced after every chunk of pieces: a fresh fork
     # cleans as the first one did (the step and what was learned are still there)
-    monkeypatch.setattr(prepare_module, "RENEW_CHUNKS", 1)
+    monkeypatch.setattr(prepare_module, "RENEW_BYTES", 1)
     monkeypatch.setattr(prepare_module, "_clean", _clean_noting_pid)
     monkeypatch.setattr(sys.modules[__name__], "_CLEANED_BY", [tmp_path / "pids"])
     prepare(PrepareConfig(inputs=[str(src)], out=str(pieces), progress=False, workers=2, piece_bytes=PIECE))
